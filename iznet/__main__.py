@@ -1,0 +1,5 @@
+import sys
+
+from iznet.cli import main
+
+sys.exit(main())

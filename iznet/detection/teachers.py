@@ -1,0 +1,119 @@
+"""Pretrained teacher detectors: OpenCV's Haar cascade and the Ultra-Light-Fast-Generic ONNX models.
+
+They label photos that have no boxes (pseudo-labels for training) and are the baselines the trained
+detector is measured against. ``make_teacher("haar" | "ultralight-320" | "ultralight-640" | PATH.onnx)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from iznet.config import shared_data_dir
+from iznet.detection.boxes import nms
+from iznet.detection.types import FaceBox
+from iznet.errors import NotFoundError, UserInputError
+
+TEACHERS = ("haar", "ultralight-320", "ultralight-640")
+
+
+def _downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """Shrink so the longer side is at most ``max_side``; returns the image and the factor to map back."""
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale < 1.0:
+        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return image, 1.0 / scale
+
+
+class HaarTeacher:
+    """OpenCV's frontal-face Haar cascade (Viola-Jones). Scores are the cascade's level weights (not 0..1)."""
+
+    name = "haar"
+
+    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 24, max_side: int = 1280):
+        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        self.cascade = cv2.CascadeClassifier(str(path))
+        if self.cascade.empty():
+            raise NotFoundError(f"Haar cascade not found at {path} (is opencv-python-headless<5 installed?)")
+        self.scale_factor = scale_factor
+        self.min_neighbors = min_neighbors
+        self.min_size = min_size
+        self.max_side = max_side
+
+    def detect(self, image: np.ndarray) -> list[FaceBox]:
+        small, back = _downscale(image, self.max_side)
+        gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
+        rects, _, weights = self.cascade.detectMultiScale3(
+            gray,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
+            minSize=(self.min_size, self.min_size),
+            outputRejectLevels=True,
+        )
+        faces = [
+            FaceBox(float(x), float(y), float(x + w), float(y + h), float(s)).scaled(back)
+            for (x, y, w, h), s in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1))
+        ]
+        return sorted(faces, key=lambda f: -f.score)
+
+
+class UltraLightTeacher:
+    """Ultra-Light-Fast-Generic face detector (RFB, 320x240 or 640x480 input) through onnxruntime.
+
+    The graph already decodes its priors: ``boxes`` are normalised corners, ``scores[..., 1]`` the face
+    probability. We resize the whole photo to the network's input (as the model was trained), threshold,
+    and run NMS.
+    """
+
+    def __init__(self, model_path: str | Path, score_threshold: float = 0.7, iou_threshold: float = 0.3):
+        import onnxruntime as ort
+
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise NotFoundError(f"teacher model {model_path} not found")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # the graph lists its weights as inputs; ORT warns once per weight
+        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        shape = self.session.get_inputs()[0].shape  # [1, 3, H, W]
+        self.input_name = self.session.get_inputs()[0].name
+        self.input_hw = (int(shape[2]), int(shape[3]))
+        self.name = f"ultralight-{self.input_hw[1]}"
+        self.score_threshold = score_threshold
+        self.iou_threshold = iou_threshold
+
+    def detect(self, image: np.ndarray) -> list[FaceBox]:
+        h, w = image.shape[:2]
+        ih, iw = self.input_hw
+        x = cv2.resize(image, (iw, ih))[:, :, ::-1].astype(np.float32)
+        x = ((x - 127.0) / 128.0).transpose(2, 0, 1)[None]
+        scores, boxes = self.session.run(None, {self.input_name: np.ascontiguousarray(x)})
+        scores, boxes = scores[0, :, 1], boxes[0]
+        mask = scores > self.score_threshold
+        scores, boxes = scores[mask], boxes[mask] * np.array([w, h, w, h], dtype=np.float32)
+        boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, w)
+        boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, h)
+        keep = nms(boxes, scores, self.iou_threshold)
+        return [FaceBox(*map(float, boxes[i]), float(scores[i])) for i in keep]
+
+
+def ultralight_path(size: int) -> Path:
+    return shared_data_dir() / "models" / "ultra_light" / f"version-RFB-{size}.onnx"
+
+
+def make_teacher(spec: str = "haar"):
+    """A teacher by name (``haar``, ``ultralight-320``, ``ultralight-640``) or an Ultra-Light ``.onnx`` path."""
+    if spec == "haar":
+        return HaarTeacher()
+    if spec in ("ultralight-320", "ultralight-640"):
+        path = ultralight_path(int(spec.rsplit("-", 1)[1]))
+        if not path.is_file():
+            raise NotFoundError(
+                f"teacher {spec!r} needs {path} (the shared data folder); use --teacher haar or give an .onnx path"
+            )
+        return UltraLightTeacher(path)
+    if spec.endswith(".onnx"):
+        return UltraLightTeacher(spec)
+    raise UserInputError(f"unknown teacher {spec!r}: choose one of {', '.join(TEACHERS)} or an .onnx path")

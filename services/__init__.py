@@ -1,0 +1,1 @@
+"""Thin gRPC servers over the core library (detection, embedding, gallery) and the Ray Serve gateway."""
