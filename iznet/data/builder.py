@@ -24,6 +24,7 @@ import json
 import os
 import random
 import re
+import shutil
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -66,8 +67,12 @@ class BuildConfig:
     folds: int = 10
     pairs_per_fold: int = 300
     max_pixels: int = DEFAULT_MAX_PIXELS
+    #: For sets of pre-cropped portraits (LFW): when the teacher finds no face, assume a centred square box of
+    #: this fraction of the shorter side instead of skipping the photo. 0 turns it off.
+    fallback_center: float = 0.0
 
-    FIXED = ("teacher", "size", "margin", "align", "min_face", "dedup_bits", "split_by", "ratios", "seed")
+    FIXED = ("teacher", "size", "margin", "align", "min_face", "dedup_bits", "split_by", "ratios", "seed",
+             "fallback_center")
 
     def __post_init__(self) -> None:
         if self.split_by not in ("image", "identity"):
@@ -76,6 +81,8 @@ class BuildConfig:
             raise UserInputError(f"split ratios must be three non-negative numbers summing to 1, got {self.ratios}")
         if self.size < 16:
             raise UserInputError(f"crop size {self.size} is too small (at least 16)")
+        if not 0 <= self.fallback_center <= 1:
+            raise UserInputError(f"fallback_center {self.fallback_center} must be between 0 and 1")
         if not 0 <= self.margin <= 2:
             raise UserInputError(f"margin {self.margin} must be between 0 and 2")
         if self.folds < 1 or self.pairs_per_fold < 1:
@@ -179,6 +186,10 @@ def process_photo(task: tuple[str, str, str, int, int, dict[str, Any]]) -> dict[
     if padded:
         rec["padded"] = True
     rec["faces_found"] = len(faces)
+    if not faces and cfg.get("fallback_center"):
+        side = cfg["fallback_center"] * min(w, h)
+        faces = [FaceBox((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2, 0.0)]
+        rec["fallback"] = "centre box: the teacher found no face"
     if not faces:
         return {**rec, "status": "skipped", "reason": "no_face",
                 "detail": f"the {cfg['teacher']} teacher found no face of at least {cfg['min_face']}px"}
@@ -374,9 +385,10 @@ def build_dataset(
     started = time.perf_counter()
     src, dst = Path(src), Path(dst)
     found = scan_source(src)
-    if rebuild and (dst / MANIFEST).exists():
-        (dst / MANIFEST).unlink()
-        (dst / INFO).unlink(missing_ok=True)
+    if rebuild and (dst / INFO).exists():
+        for name in (MANIFEST, INFO, "pairs_dev.txt", "pairs_test.txt"):
+            (dst / name).unlink(missing_ok=True)
+        shutil.rmtree(dst / FACES, ignore_errors=True)
     _check_compatible(dst, cfg)
     dst.mkdir(parents=True, exist_ok=True)
     old = {r["source"]: r for r in load_manifest(dst)}
