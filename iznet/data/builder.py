@@ -247,6 +247,20 @@ def assign_splits(records: list[dict[str, Any]], cfg: BuildConfig) -> None:
             counts[r["split"]] += 1
 
 
+def _fold_groups(images: dict[str, list[int]], people: list[str], eligible: list[str], k: int, per_fold: int):
+    """Deal people into k folds (those with 2+ faces first, so each fold gets some); the same-person pairs
+    each fold can give, and the n every fold can afford."""
+    groups: list[list[str]] = [[] for _ in range(k)]
+    for i, p in enumerate(eligible):
+        groups[i % k].append(p)
+    for i, p in enumerate(p for p in people if len(images[p]) < 2):
+        groups[i % k].append(p)
+    same_pool = [[(p, a, b) for p in g if len(images[p]) >= 2 for a, b in combinations(sorted(images[p]), 2)]
+                 for g in groups]
+    diff_cap = [sum(len(images[p]) * len(images[q]) for p, q in combinations(g, 2)) for g in groups]
+    return groups, same_pool, min(per_fold, *(len(s) for s in same_pool), *diff_cap)
+
+
 def make_pairs(
     images: dict[str, list[int]], folds: int, per_fold: int, seed: int
 ) -> tuple[list[tuple[list[Pair], list[Pair]]], str]:
@@ -261,15 +275,15 @@ def make_pairs(
     if len(people) < 2 or not eligible:
         return [], (f"needs 2+ people, one of them with 2+ faces in this split (has {len(people)} people, "
                     f"{len(eligible)} with 2+); splitting by identity, or larger dev/test ratios, gives pairs")
-    k = max(1, min(folds, len(eligible), len(people) // 2))
-    groups: list[list[str]] = [[] for _ in range(k)]
-    for i, p in enumerate(eligible):
-        groups[i % k].append(p)
-    for i, p in enumerate(p for p in people if len(images[p]) < 2):
-        groups[i % k].append(p)
-    same_pool = [[(p, a, b) for p in g if len(images[p]) >= 2 for a, b in combinations(sorted(images[p]), 2)] for g in groups]
-    diff_cap = [sum(len(images[p]) * len(images[q]) for p, q in combinations(g, 2)) for g in groups]
-    n = min(per_fold, *(len(s) for s in same_pool), *diff_cap)
+    # Every fold must hold the same number n of each kind, so more folds can mean fewer pairs in all:
+    # take the number of folds (at least 2 when possible, for k-fold thresholds) that yields the most pairs.
+    kmax = max(1, min(folds, len(eligible), len(people) // 2))
+    best: tuple[int, int, list, list] | None = None
+    for k in range(min(2, kmax), kmax + 1):
+        groups, same_pool, n = _fold_groups(images, people, eligible, k, per_fold)
+        if best is None or k * n > best[0] * best[1]:
+            best = (k, n, groups, same_pool)
+    k, n, groups, same_pool = best
     if n == 0:
         return [], "some fold has no different-person pair (too few people)"
     out = []
