@@ -444,11 +444,17 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
 
 
 def config_from_file(path: str | Path, **overrides) -> TrainConfig:
-    """A JSON experiment config (see ``training/configs/``) with overrides on top."""
+    """A JSON experiment config (see ``training/configs/``) with overrides on top. ``{shared_data}`` in a
+    string value stands for the shared data folder (``$IZNET_SHARED_DATA`` or ``../shared/data``)."""
     d = json.loads(Path(path).read_text())
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = set(d) - names
     if unknown:
         raise UserInputError(f"{path}: unknown config keys {sorted(unknown)}")
+    from iznet.config import shared_data_dir
+
+    for k, v in d.items():
+        if isinstance(v, str) and "{shared_data}" in v:
+            d[k] = v.replace("{shared_data}", str(shared_data_dir()))
     d.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**d)
