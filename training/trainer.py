@@ -175,6 +175,7 @@ class Trainer:
             self.sampler = None
         self.order, self.cursor, self.epoch = np.zeros(0, np.int64), 0, 0
         self.step, self.samples_seen, self.images_seen, self.elapsed = 0, 0, 0, 0.0
+        self.cpu_s = 0.0  # process CPU seconds spent training (the machine may be shared: wall time overstates)
         self.best, self.bad_evals, self.history = None, 0, []
         if resume:
             self._resume(Path(resume))
@@ -286,6 +287,7 @@ class Trainer:
     def fit(self) -> dict:
         cfg = self.cfg
         t_start = time.time() - self.elapsed
+        cpu_start = time.process_time() - self.cpu_s
         self.model.train()
         self.head.train()
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.network}/{cfg.method}", disable=not cfg.progress,
@@ -310,12 +312,14 @@ class Trainer:
             self.step += 1
             self.samples_seen += cfg.batch_size
             self.elapsed = time.time() - t_start
+            self.cpu_s = time.process_time() - cpu_start
             run_loss = loss.item() if run_loss is None else 0.95 * run_loss + 0.05 * loss.item()
             bar.update(1)
             if self.step % 20 == 0:
                 bar.set_postfix(loss=f"{run_loss:.3f}", lr=f"{lr:.4f}", **{k: f"{v:.2f}" for k, v in extra.items()})
                 self._append_log({"event": "train", "step": self.step, "loss": run_loss, "lr": lr,
-                                  "elapsed_s": round(self.elapsed, 1), "epoch": self.epoch, **extra})
+                                  "elapsed_s": round(self.elapsed, 1), "cpu_s": round(self.cpu_s, 1), "epoch": self.epoch,
+                                  **extra})
             if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
                 self.save_checkpoint()
                 if self.dev is not None and self._log_eval():
@@ -327,7 +331,8 @@ class Trainer:
         if final is not None:
             self._consider_best(final)
         summary = {"event": "done", "stop_reason": stop_reason, "step": self.step, "samples_seen": self.samples_seen,
-                   "images_seen": self.images_seen, "elapsed_s": round(self.elapsed, 1), "dev": final,
+                   "images_seen": self.images_seen, "elapsed_s": round(self.elapsed, 1),
+                   "cpu_s": round(self.cpu_s, 1), "dev": final,
                    "best_dev_accuracy": self.best}
         self._append_log(summary)
         return summary
@@ -375,7 +380,8 @@ class Trainer:
                         "dev_folds": cfg.dev_folds, "dev_pairs": cfg.dev_pairs,
                         "train_people": len(self.train.names), "train_images": len(self.train)},
             "training": {"steps": self.step, "samples_seen": self.samples_seen, "images_seen": self.images_seen,
-                         "epochs": self.epoch, "elapsed_s": round(self.elapsed, 1), "threads": cfg.threads,
+                         "epochs": self.epoch, "elapsed_s": round(self.elapsed, 1), "cpu_s": round(self.cpu_s, 1),
+                         "threads": cfg.threads,
                          "seed": cfg.seed, "optimizer": cfg.optimizer, "lr": cfg.lr, "momentum": cfg.momentum,
                          "batch_size": cfg.batch_size, "weight_decay": cfg.weight_decay, "schedule": cfg.schedule},
             "metrics": {"dev": metrics, "dev_history": self.history},
@@ -399,7 +405,7 @@ class Trainer:
         state = {
             "config": asdict(self.cfg), "model": self.model.state_dict(), "head": self.head.state_dict(),
             "optimizer": self.opt.state_dict(), "step": self.step, "samples_seen": self.samples_seen,
-            "images_seen": self.images_seen, "elapsed": self.elapsed, "epoch": self.epoch,
+            "images_seen": self.images_seen, "elapsed": self.elapsed, "cpu_s": self.cpu_s, "epoch": self.epoch,
             "order": torch.from_numpy(self.order.copy()), "cursor": self.cursor,
             "rng": json.dumps(self.rng.bit_generator.state),
             "sampler_rng": json.dumps(self.sampler.rng.bit_generator.state) if self.sampler else "",
@@ -428,6 +434,7 @@ class Trainer:
         self.opt.load_state_dict(st["optimizer"])
         self.step, self.samples_seen, self.images_seen = st["step"], st["samples_seen"], st["images_seen"]
         self.elapsed, self.epoch, self.cursor = st["elapsed"], st["epoch"], st["cursor"]
+        self.cpu_s = float(st.get("cpu_s", 0.0))
         self.order = st["order"].numpy()
         self.rng.bit_generator.state = json.loads(st["rng"])
         if self.sampler and st["sampler_rng"]:

@@ -122,9 +122,12 @@ embed.add_command(train_cmd, "train")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="Write the full report (with the ROC curve) here.")
 @click.option("--roc-csv", type=click.Path(dir_okay=False), default=None, help="Write far,tar,threshold rows here.")
+@click.option("--crop-fraction", type=float, default=None,
+              help="Override the model card's centre crop share (e.g. a raw-LFW model on builder crops: 0.72).")
 @click.option("--threads", type=int, default=1, show_default=True, help="Torch CPU threads.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the gallery/probe split.")
-def evaluate(model, pairs_path, data, folds, kfold, far, identification, flip, json_out, roc_csv, threads, seed):
+def evaluate(model, pairs_path, data, folds, kfold, far, identification, flip, json_out, roc_csv, crop_fraction,
+             threads, seed):
     """Judge an embedder: LFW-protocol verification accuracy (threshold chosen on the other folds, mean and
     std), ROC AUC, TAR@FAR and rank-1 identification."""
     import numpy as np
@@ -136,7 +139,7 @@ def evaluate(model, pairs_path, data, folds, kfold, far, identification, flip, j
     from iznet.imageio import read_image
     from training.data import list_people, load_pairs, resolve_faces_root
 
-    emb = load_embedder(model, threads=threads, flip_tta=flip)
+    emb = load_embedder(model, threads=threads, flip_tta=flip, crop_fraction=crop_fraction)
     pairs = load_pairs(pairs_path)
     sel = _folds(folds)
     if sel:
