@@ -53,6 +53,7 @@ class TrainConfig:
     width: float = 1.0
     crop_fraction: float = 1.0          # centre of the dataset crop kept (raw LFW 250x250: ~0.45)
     embedding_dim: int = 128
+    net_args: dict = field(default_factory=dict)  # extra network keyword arguments, e.g. {"cells": [4, 8, 16]}
     # data selection
     pairs: str | None = None            # LFW-format pairs file naming held-out / dev people
     exclude_folds: list[int] = field(default_factory=list)  # people in these folds' pairs are not trained on
@@ -148,7 +149,7 @@ class Trainer:
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self._load_data()
-        overrides = {"input_size": self.input_size, "width": cfg.width}
+        overrides = {"input_size": self.input_size, "width": cfg.width, **cfg.net_args}
         self.model = create_network(cfg.network, cfg.embedding_dim, **overrides)
         nclass = len(self.train.names)
         if cfg.method == "softmax":
