@@ -336,4 +336,4 @@ def label(photos: tuple[Path, ...], gallery_name: str, store: Path | None, out: 
     if out is None:
         click.echo(json.dumps(results if len(results) != 1 else results[0], indent=2))
     if failed:
-        raise click.exceptions.Exit(2)
+        raise UserInputError(f"{failed} of {len(photos)} photo(s) could not be labelled (see above)")

@@ -33,11 +33,11 @@ def threshold_at_far(genuine: np.ndarray, impostor: np.ndarray, far: float) -> d
         raise PreconditionError("cannot calibrate a threshold without different-person pairs")
     allowed = int(np.floor(far * n))  # impostors we may accept
     # Accept exactly the top `allowed` impostors: the threshold sits just above the next one.
-    nxt = impostor[allowed] if allowed < n else -1.0
-    value = float(np.nextafter(nxt, np.inf)) if allowed < n else -1.0
+    # (Rounded *up* to 6 decimals so the stored number still sits above it.)
+    value = float(np.ceil((impostor[allowed] + 1e-7) * 1e6) / 1e6) if allowed < n else -1.0
     achieved = float(np.mean(impostor >= value))
     out = {
-        "value": round(value, 6),
+        "value": value,
         "far": far,
         "achieved_far": achieved,
         "tar": float(np.mean(genuine >= value)) if len(genuine) else None,
