@@ -108,8 +108,8 @@ class Match:
     candidates: list[Candidate] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "unknown": self.unknown, "score": round(self.score, 4),
-                "distance": round(self.distance, 4), "threshold": round(self.threshold, 4),
+        return {"name": self.name, "unknown": self.unknown, "score": round(self.score, 6),
+                "distance": round(self.distance, 6), "threshold": round(self.threshold, 6),
                 "person_id": self.person_id, "nearest": self.nearest, "rule": self.rule,
                 "candidates": [c.to_json() for c in self.candidates]}
 

@@ -16,10 +16,12 @@ from iznet.errors import UserInputError
 
 #: Galleries with at least this many exemplars get an HNSW index ("auto"); smaller ones exact search.
 HNSW_FROM = 50_000
-HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 80
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 40
 HNSW_EF_SEARCH = 64
-KINDS = ("auto", "flat", "hnsw")
+#: IVF: lists ~ 4 sqrt(N), probing 1/8 of them (at least 8).
+IVF_PROBE_SHARE = 8
+KINDS = ("auto", "flat", "hnsw", "ivf")
 
 
 def _faiss():
@@ -44,6 +46,13 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, kind: str = "auto", ef_sea
     kind = choose_kind(kind, len(vectors))
     if kind == "flat":
         base = faiss.IndexFlatIP(dim)
+    elif kind == "ivf":
+        nlist = max(1, min(len(vectors) // 39, int(4 * np.sqrt(max(1, len(vectors))))))
+        quantizer = faiss.IndexFlatIP(dim)
+        base = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        if len(vectors):
+            base.train(vectors)
+        base.nprobe = min(nlist, max(8, nlist // IVF_PROBE_SHARE))
     else:
         base = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         base.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
@@ -57,7 +66,9 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, kind: str = "auto", ef_sea
 def index_kind(index) -> str:
     faiss = _faiss()
     base = faiss.downcast_index(index.index) if hasattr(index, "index") else index
-    return "hnsw" if isinstance(base, faiss.IndexHNSW) else "flat"
+    if isinstance(base, faiss.IndexHNSW):
+        return "hnsw"
+    return "ivf" if isinstance(base, faiss.IndexIVF) else "flat"
 
 
 def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
