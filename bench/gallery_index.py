@@ -4,7 +4,7 @@
 
 Vectors imitate face embeddings: unit vectors scattered around per-person centres (5 exemplars each), and
 queries are new samples of enrolled people. Recall@1 is the share of queries whose HNSW nearest exemplar is
-the exact one. The gallery switches to HNSW at ``iznet.gallery.index.HNSW_FROM`` exemplars, chosen from this
+the exact one. The gallery switches to IVF at ``iznet.gallery.index.APPROX_FROM`` exemplars, chosen from this
 table (docs/gallery.md).
 """
 

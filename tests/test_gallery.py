@@ -91,7 +91,11 @@ def test_index_auto_is_exact_when_small_and_hnsw_recall_against_exact():
     hs, hi = idx.search(hnsw, queries, 1)
     assert np.allclose(es[:, 0], (queries @ vecs.T).max(1), atol=1e-5)  # exact really is exact
     assert np.mean(ei[:, 0] == hi[:, 0]) >= 0.95  # recall@1 of HNSW against exact search
-    assert idx.choose_kind("auto", idx.HNSW_FROM) == "hnsw"
+    ivf = idx.build_index(vecs, ids, "ivf")
+    assert idx.index_kind(ivf) == "ivf"
+    assert np.mean(ei[:, 0] == idx.search(ivf, queries, 1)[1][:, 0]) >= 0.95  # and of IVF
+    assert idx.choose_kind("auto", idx.APPROX_FROM) == idx.APPROX_KIND == "ivf"
+    assert idx.choose_kind("auto", idx.APPROX_FROM - 1) == "flat"
 
 
 def _toy_gallery(rule="nearest"):
