@@ -172,7 +172,7 @@ class Pipeline:
     # ---------------------------------------------------------------------------------------- the stages
 
     def detect(self, image: np.ndarray) -> tuple[list[FaceBox], bool]:
-        faces, padded = detect_faces(self.detector, image, 1)
+        faces, padded = detect_faces(self.detector, image, 1, clip=False)
         faces = [f for f in faces if f.score >= self.min_score]
         return faces, padded
 
@@ -272,7 +272,7 @@ class Pipeline:
                                     "the same picture is already enrolled for this person")
                 self.gallery.record_source(source, person, "rejected", "duplicate")
                 return out
-        faces, padded = detect_faces(self.detector, image, self.min_face)
+        faces, padded = detect_faces(self.detector, image, self.min_face, clip=False)
         faces = [f for f in faces if f.score >= self.min_score]
         if not faces:
             small, _ = detect_faces(self.detector, image, 1)
