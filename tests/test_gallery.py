@@ -369,6 +369,10 @@ def test_cli_enroll_list_rename_remove_info_reindex_label(tmp_path, people, caps
     assert main(["gallery", "list", "g1", "--store", store, "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert {p["name"] for p in listed["people"]} == set(ENROLLED)
+    # Add to one person: single photos (another person's photo, to be sure it is a new exemplar).
+    extra = sorted((people / "Flo").iterdir())[0]
+    assert main(["gallery", "enroll", "g1", str(extra), "--person", "Ada", "--store", store, "--quiet"]) == 0
+    assert "gallery g1 version 2" in capsys.readouterr().out
     assert main(["gallery", "rename", "g1", "Bo", "Bob", "--store", store]) == 0
     assert main(["gallery", "remove", "g1", "Di", "--store", store]) == 0
     assert main(["gallery", "remove", "g1", "Nobody", "--store", store]) == 2
@@ -377,8 +381,8 @@ def test_cli_enroll_list_rename_remove_info_reindex_label(tmp_path, people, caps
     capsys.readouterr()
     assert main(["gallery", "info", "g1", "--store", store]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["version"] == 4 and info["model"]["name"] == "baseline-pixels" and info["versions"] == [1, 2, 3, 4]
-    assert [h["action"].split()[0] for h in info["history"]] == ["enroll", "rename", "remove", "reindex"]
+    assert info["version"] == 5 and info["model"]["name"] == "baseline-pixels" and info["versions"] == [1, 2, 3, 4, 5]
+    assert [h["action"].split()[0] for h in info["history"]] == ["enroll", "enroll", "rename", "remove", "reindex"]
     assert main(["gallery", "list", "g1", "--store", store, "--json"]) == 0
     assert {p["name"] for p in json.loads(capsys.readouterr().out)["people"]} == {"Ada", "Bob"}
     photo = sorted((src / "Ada").iterdir())[0]
@@ -389,7 +393,7 @@ def test_cli_enroll_list_rename_remove_info_reindex_label(tmp_path, people, caps
     captured = capsys.readouterr()
     assert code == 2 and "error:" in captured.err and "Traceback" not in captured.err
     res = json.loads((outdir / f"{photo.stem}.json").read_text())
-    assert res["faces"][0]["name"] == "Ada" and res["gallery"]["version"] == 4
+    assert res["faces"][0]["name"] == "Ada" and res["gallery"]["version"] == 5
     assert {"box", "score", "distance", "threshold", "unknown"} <= set(res["faces"][0])
     assert read_image(outdir / f"{photo.stem}.labelled.jpg").shape == read_image(photo).shape
     # Another model is refused with one clear line.
