@@ -165,7 +165,7 @@ class Pipeline:
         from iznet.gallery.embedders import make_embedder
 
         g = GalleryStore(store).load(gallery, version)
-        emb = make_embedder(model or g.model.get("name"))
+        emb = make_embedder(model or g.model.get("spec") or g.model.get("name"))
         det = detector if detector is not None and not isinstance(detector, str) else make_detector(detector or g.detector)
         return cls(det, emb, g, **kwargs)
 

@@ -67,14 +67,14 @@ def enroll(name: str, folders: tuple[Path, ...], store: Path | None, person: str
     face, face too small, duplicate); with several faces in a photo the largest and most central is taken
     and the outcome says so. The new gallery version is written atomically.
     """
-    from iznet.gallery.embedders import make_embedder
-    from iznet.gallery.gallery import Gallery, GalleryStore
+    from iznet.gallery.embedders import make_embedder, model_record
+    from iznet.gallery.gallery import GalleryStore
     from iznet.pipeline import EnrollReport, Pipeline, make_detector
 
     gs = GalleryStore(_store(store))
     if gs.exists(name):
         g = gs.load(name)
-        emb = make_embedder(model or g.model["name"])
+        emb = make_embedder(model or g.model.get("spec") or g.model["name"])
         if rule:
             g.rule = rule
         if far:
@@ -86,7 +86,7 @@ def enroll(name: str, folders: tuple[Path, ...], store: Path | None, person: str
             kw["rule"] = rule
         if far:
             kw["far"] = far
-        g = gs.create(name, emb.version, **kw)
+        g = gs.create(name, model_record(emb, model), **kw)
     pipe = Pipeline(make_detector(detector or g.detector), emb, g, min_face=min_face)
     report = EnrollReport()
     for folder in folders:
@@ -201,7 +201,7 @@ def reindex(name: str, model: str, store: Path | None, switch: bool, quiet: bool
 
     gs = GalleryStore(_store(store))
     emb = make_embedder(model)
-    old, new = do_reindex(gs, name, emb, make_current=switch, progress=not quiet)
+    old, new = do_reindex(gs, name, emb, make_current=switch, progress=not quiet, spec=model)
     state = "current" if switch else f"not current (version {old} still is)"
     click.echo(f"gallery {name}: version {new} made with {emb.version['name']} from version {old}; {state}")
 
@@ -265,7 +265,7 @@ def calibrate(name: str, store: Path | None, dataset: Path | None, split: str, p
         raise UserInputError("give --dataset DIR, or --pairs FILE with --faces DIR")
     gs = GalleryStore(_store(store))
     g = gs.load(name)
-    emb = make_embedder(g.model["name"])
+    emb = make_embedder(g.model.get("spec") or g.model["name"])
     g.check_model(emb.version)
     genuine, impostor, missing = pair_scores(emb, pf.pairs, faces_dir)
     result = {**threshold_at_far(genuine, impostor, far), "source": src, "missing_pairs": missing}

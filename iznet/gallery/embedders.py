@@ -160,6 +160,15 @@ def available_models() -> list[str]:
     return sorted(BASELINES)
 
 
+def model_record(embedder: Embedder, spec: str | None = None) -> dict[str, str]:
+    """What a gallery records about its model: the version fields, plus ``spec`` (how to load it again:
+    a registered name or a path) so labelling can find the model without being told."""
+    rec = {k: str(v) for k, v in embedder.version.items()}
+    spec = str(spec or embedder.version.get("name"))
+    rec["spec"] = str(Path(spec).resolve()) if spec not in BASELINES and Path(spec).exists() else spec
+    return rec
+
+
 def make_embedder(spec: str | None = None) -> Embedder:
     """An embedder by registered name (``baseline-lbp``, ``baseline-pixels``) or a trained model's path."""
     spec = spec or DEFAULT_MODEL

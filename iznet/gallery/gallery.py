@@ -390,7 +390,8 @@ class Gallery:
 
     def version_info(self) -> dict[str, Any]:
         """The fields of iznet.v1.GalleryVersion."""
-        return {"name": self.name, "version": self.version or 0, "model": dict(self.model),
+        model = {k: self.model.get(k, "") for k in ("name", "version", "digest", "kind")}
+        return {"name": self.name, "version": self.version or 0, "model": model,
                 "people": len(self.people), "exemplars": len(self.exemplars)}
 
     def __repr__(self) -> str:
@@ -580,7 +581,8 @@ class GalleryStore:
 
 
 def reindex(gstore: GalleryStore, name: str, embedder, *, make_current: bool = True, batch: int = 64,
-            calibration: dict[str, Any] | None = None, progress: bool = False) -> tuple[int, int]:
+            calibration: dict[str, Any] | None = None, progress: bool = False,
+            spec: str | None = None) -> tuple[int, int]:
     """Embed the stored crops of gallery ``name`` with ``embedder`` into a new version.
 
     Returns (old version, new version). The old version stays on disk and readable; with ``make_current``
@@ -594,7 +596,9 @@ def reindex(gstore: GalleryStore, name: str, embedder, *, make_current: bool = T
     if missing:
         raise PreconditionError(f"gallery {name!r}: {len(missing)} exemplar(s) have no stored crop "
                                 f"(e.g. {missing[0].source or missing[0].id}); cannot re-embed them")
-    new = Gallery(name, embedder.version, keep_crops=True, rule=old.rule, k=old.k, index_kind=old.index_kind,
+    from iznet.gallery.embedders import model_record
+
+    new = Gallery(name, model_record(embedder, spec), keep_crops=True, rule=old.rule, k=old.k, index_kind=old.index_kind,
                   far=old.far, detector=old.detector)
     new.people = {pid: Person(p.id, p.name, p.created) for pid, p in old.people.items()}
     new.sources = list(old.sources)
