@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "demo": "iznet.cli.demo:demo",
     "embed": "iznet.cli.embed:embed",
     "evaluate": "iznet.cli.embed:evaluate",
+    "gallery": "iznet.cli.gallery:gallery",
+    "label": "iznet.cli.gallery:label",
 }
 
 
