@@ -1,0 +1,116 @@
+"""``iznet analyze``: judge an embedder on labelled faces and write an HTML report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from iznet.errors import UserInputError
+
+
+@click.command()
+@click.option("--model", type=click.Path(path_type=Path),
+              help="Embedder to judge: a model directory (or its model.pt / model.json) from `iznet embed train`.")
+@click.option("--data", type=click.Path(path_type=Path, file_okay=False),
+              help="Faces: a dataset from `iznet data build`, or a folder with one sub-folder of images per person.")
+@click.option("--embeddings", "embeddings_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Precomputed embeddings (.npz with 'embeddings' and 'labels', optionally 'paths' and 'card') "
+                   "instead of --model/--data.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("iznet-report"),
+              show_default=True, help="Folder for the report (index.html, PNG figures, CSV tables, result.json).")
+@click.option("--split", type=click.Choice(["train", "dev", "test"]),
+              help="Only this split of a built dataset (default: all its faces).")
+@click.option("--people", type=click.IntRange(2), help="Only the N people with the most faces (the study had 12).")
+@click.option("--person", "names", multiple=True, help="Only this person (repeat for several).")
+@click.option("--max-per-person", type=click.IntRange(2), help="At most this many faces per person (seeded choice).")
+@click.option("--pairs", type=click.Path(path_type=Path, dir_okay=False),
+              help="LFW-format pairs file for the verification numbers (pairs among the analysed faces are used); "
+                   "default: a built dataset's pairs of --split, else balanced all-pairs of the analysed faces.")
+@click.option("--tsne/--no-tsne", default=True, show_default=True, help="Run t-SNE (the slow part).")
+@click.option("--tsne-perplexity", type=click.FloatRange(1), default=150.0, show_default=True,
+              help="t-SNE perplexity (the study's 150); capped at (faces - 1) / 3.")
+@click.option("--tsne-iter", type=click.IntRange(250), default=5000, show_default=True,
+              help="Most t-SNE iterations (the study's 5000); it stops sooner once it makes no progress.")
+@click.option("--spread-quantile", type=click.FloatRange(0.5, 1.0), default=0.95, show_default=True,
+              help="A person's spread is this quantile of their intra-person distances; two people overlap when "
+                   "their medoids are closer than either spread.")
+@click.option("--collapse-share", type=click.FloatRange(0.0, 1.0), default=0.05, show_default=True,
+              help="Warn of collapse when this share of distances is exactly 0 or exactly 2.")
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Faces per embedding batch.")
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
+              help="CPU threads for embedding and t-SNE (1 suits a shared machine).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling and t-SNE.")
+@click.option("--title", default=None, help="Report title (default names the model).")
+@click.option("--save-embeddings/--no-save-embeddings", default=True, show_default=True,
+              help="Keep the embeddings in OUT/embeddings.npz (re-run with --embeddings without the model).")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+def analyze(model, data, embeddings_file, out, split, people, names, max_per_person, pairs, tsne, tsne_perplexity,
+            tsne_iter, spread_quantile, collapse_share, batch_size, threads, seed, title, save_embeddings,
+            quiet) -> None:
+    """Judge an embedder the study's way and write an HTML report.
+
+    Embeds the faces of DATA with MODEL (or reads --embeddings), then draws a t-SNE coloured by person,
+    boxplots of the distances within each person, and the table of distances between people's medoids;
+    warns about people whose clusters overlap and about collapsed embeddings; adds verification numbers
+    and the model card. Open OUT/index.html in a browser.
+    """
+    import numpy as np
+
+    from training.analysis import CheckSettings, analyze as run_analysis, write_report
+    from training.analysis import inputs
+
+    say = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
+    if embeddings_file and model:
+        raise UserInputError("give --model (with --data) or --embeddings, not both")
+    source: dict = {"split": split}
+    card = None
+    if embeddings_file:
+        emb, labels, paths, card = inputs.load_embeddings(embeddings_file)
+        source["embeddings"] = str(embeddings_file)
+        if people or names or max_per_person:
+            rows = inputs.choose_rows(labels, people, list(names), max_per_person, seed=seed)
+            emb, labels = emb[rows], labels[rows]
+            paths = [paths[k] for k in rows] if paths else None
+    else:
+        if not model or not data:
+            raise UserInputError("give --model and --data (or --embeddings FILE.npz)")
+        faces, kind = inputs.list_faces(data, split)
+        faces = inputs.choose_people(faces, people, list(names), max_per_person, seed=seed)
+        say(f"{len(faces)} faces of {len({f.identity for f in faces})} people from {data}")
+        embedder = inputs.load_model(model, threads)
+        card = inputs.model_card(embedder)
+        emb, kept, skipped = inputs.embed_faces(embedder, faces, batch_size, progress=not quiet)
+        for f, why in skipped[:10]:
+            say(f"  skipped {f.path}: {why}")
+        labels = np.array([f.identity for f in kept])
+        paths = [str(f.path) for f in kept]
+        source.update(model=str(model), data=str(data), data_kind=kind, skipped=len(skipped))
+        if pairs is None and kind == "dataset" and split in ("dev", "test"):
+            candidate = Path(data) / f"pairs_{split}.txt"
+            pairs = candidate if candidate.is_file() else None
+        if save_embeddings:
+            inputs.save_embeddings(out / "embeddings.npz", emb, labels, paths, card)
+    source.update(people=people, person=list(names), max_per_person=max_per_person)
+    mapped = None
+    if pairs is not None:
+        if not paths:
+            raise UserInputError("--pairs needs each face's file name: these embeddings have no 'paths'")
+        mapped = inputs.map_pairs(pairs, labels, paths, note=say)
+        source["pairs"] = str(pairs)
+    result = run_analysis(emb, labels, tsne=tsne, perplexity=tsne_perplexity, iterations=tsne_iter, seed=seed,
+                          check_settings=CheckSettings(spread_quantile=spread_quantile, collapse_share=collapse_share),
+                          pairs=mapped, pairs_source=f"{pairs} (LFW protocol folds)" if mapped else None,
+                          paths=paths, threads=threads, progress=say)
+    if title is None:
+        name = (card or {}).get("name") or (Path(model).name if model else Path(embeddings_file).stem)
+        title = f"IZ*Net analysis: {name}"
+    index = write_report(result, out, title=title, model_card=card, source=source)
+    s = result.summary
+    click.echo(f"{index}: {s['faces']} faces of {s['people']} people; nearest-medoid accuracy "
+               f"{s['nearest_medoid_accuracy']:.3f}; {len([w for w in result.warnings if w.level == 'warning'])} "
+               f"warnings")
+    for w in result.warnings[:8]:
+        click.echo(f"  {w.kind}: {w.message}")
+    if len(result.warnings) > 8:
+        click.echo(f"  ... {len(result.warnings) - 8} more in the report")
