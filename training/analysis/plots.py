@@ -106,8 +106,7 @@ def heatmap_figure(matrix: np.ndarray, people: Sequence[str], path: Path, flagge
     shown = np.ma.masked_where(np.eye(n, dtype=bool), matrix)
     off = matrix[~np.eye(n, dtype=bool)]
     top = vmax if vmax is not None else (2.0 if len(off) and off.max() <= 2.0 + 1e-6 else (off.max() if len(off) else 1.0))
-    cmap = matplotlib.colormaps["RdYlGn"].copy()
-    cmap.set_bad("#dddddd")
+    cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#dddddd")
     im = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=top)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="Euclidean distance")
     ax.set_xticks(range(n))

@@ -241,7 +241,7 @@ def write_report(result: AnalysisResult, out_dir: str | Path, *, title: str = "I
         capped = (f" (asked {ts.requested_perplexity:g}; capped at (n-1)/3 for {s['faces']} faces)"
                   if ts.perplexity < ts.requested_perplexity else "")
         tsne_html = (f"<img class='fig' src='{figs['tsne']}' alt='t-SNE'><p class='meta'>scikit-learn t-SNE, perplexity "
-                     f"{ts.perplexity:g}{capped}, {ts.iterations} of at most {ts.requested_iterations} iterations "
+                     f"{ts.perplexity:.3g}{capped}, {ts.iterations} of at most {ts.requested_iterations} iterations "
                      f"(stops early without progress), KL divergence {ts.kl_divergence:.3f}, seed {st['seed']}. "
                      "Outlined points are each person's medoid. t-SNE keeps neighbourhoods, not distances or "
                      "cluster sizes: read sizes and gaps off the boxplot and the medoid table.</p>")
