@@ -90,3 +90,13 @@ def test_a_person_with_one_face_is_reported_not_fatal(separated):
     r = analyze(x, labels, tsne=False)
     assert r.warnings_of("small-person")[0].people == ["loner"]
     assert next(p for p in r.persons if p.name == "loner").spread is None
+
+
+def test_an_embedder_that_separates_nobody_gets_one_headline():
+    # a barely trained network: every person's faces scattered over the sphere around nearby centres
+    x, labels = clusters(random_centres(6, seed=9) * 0.05, 20, 0.1, seed=9)
+    r = analyze(x, labels, tsne=False)
+    head = r.warnings_of("poor-separation")
+    assert len(head) == 1 and "of 15 pairs of people overlap" in head[0].message
+    assert len(r.warnings_of("overlap")) >= 8
+    assert r.warnings[0].kind in ("poor-separation", "collapse", "not-normalised")

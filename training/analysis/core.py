@@ -145,7 +145,15 @@ def _analyze(embeddings, labels, tsne, perplexity, iterations, tsne_init, seed, 
     between = distances.sample_between(x, labels, between_pairs, rng)
     collapse, stats = checks.collapse_findings(people, pooled, between, med_d, normalised, check_settings)
     found += collapse
-    found += checks.overlap_findings(people, med_d, spreads, confusion)
+    overlaps = checks.overlap_findings(people, med_d, spreads, confusion)
+    n_pairs = len(people) * (len(people) - 1) // 2
+    if len(overlaps) >= 3 and len(overlaps) >= n_pairs / 2:
+        found.append(Finding("poor-separation", f"{len(overlaps)} of {len(people) * (len(people) - 1) // 2} pairs "
+                                                "of people overlap: this embedder does not yet tell these people "
+                                                f"apart (only {np.trace(confusion) / max(1, confusion.sum()):.0%} "
+                                                "of faces are nearest their own person's medoid)",
+                             details={"overlapping_pairs": len(overlaps), "pairs": n_pairs}))
+    found += overlaps
     small = [p.name for p in persons if p.faces < 2]
     if small:
         found.append(Finding("small-person", f"{len(small)} people have a single face, so no spread and no box: "

@@ -95,7 +95,10 @@ def choose_people(faces: list[Face], top: int | None = None, names: list[str] | 
 def load_model(path: str | Path, threads: int = 1):
     """``iznet.embedding.load_embedder(path)``, with a clear error when that module is not installed."""
     try:
-        from iznet.embedding import load_embedder
+        try:
+            from iznet.embedding import load_embedder
+        except ImportError:
+            from iznet.embedding.embedder import load_embedder
     except ImportError as exc:
         raise PreconditionError(
             f"--model needs iznet.embedding.load_embedder (the recognition issue), which is not installed "

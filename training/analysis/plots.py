@@ -20,9 +20,13 @@ def person_styles(people: Sequence[str]) -> dict[str, tuple]:
     import matplotlib
 
     n = len(people)
-    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
-    ncol = 10 if n <= 10 else 20
-    return {p: (cmap(k % ncol), MARKERS[(k // ncol) % len(MARKERS)]) for k, p in enumerate(people)}
+    if n <= 10:
+        colours = [matplotlib.colormaps["tab10"](k) for k in range(10)]
+    else:  # tab20's strong colours first, then their light twins, so 12 people get 10 distinct hues + 2
+        tab20 = matplotlib.colormaps["tab20"]
+        colours = [tab20(k) for k in range(0, 20, 2)] + [tab20(k) for k in range(1, 20, 2)]
+    nc = len(colours)
+    return {p: (colours[k % nc], MARKERS[(k // nc) % len(MARKERS)]) for k, p in enumerate(people)}
 
 
 def _save(fig: Figure, path: Path, dpi: int = 110) -> Path:

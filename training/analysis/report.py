@@ -32,7 +32,7 @@ h1{margin-bottom:4px} h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-
 table{border-collapse:collapse;font-size:13px;margin:8px 0} td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
 th{background:#f3f3f3} td.name,th.name{text-align:left} .flag{font-weight:bold;outline:2px solid #000}
 img.fig{max-width:100%;border:1px solid #eee} img.face{width:48px;height:48px;object-fit:cover}
-pre{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px} .kpi{font-size:20px;font-weight:bold}
+.scroll{overflow-x:auto} pre{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px} .kpi{font-size:20px;font-weight:bold}
 """
 
 
@@ -124,6 +124,8 @@ def write_tables(result: AnalysisResult, out: Path) -> None:
 
 def _warnings_html(result: AnalysisResult, limit: int = 12) -> str:
     ws = result.warnings
+    if result.warnings_of("poor-separation"):
+        limit = min(limit, 5)  # the headline says it; the worst few are examples
     if not [w for w in ws if w.level == "warning"]:
         parts = ['<div class="ok">No warnings: no two people overlap (every medoid distance is at least both '
                  'spreads) and the embeddings show no sign of collapse.</div>']
@@ -136,11 +138,11 @@ def _warnings_html(result: AnalysisResult, limit: int = 12) -> str:
             if shown >= limit:
                 continue
             shown += 1
-        cls = "warn " + ("collapse" if w.kind in ("collapse", "not-normalised") else "info" if w.level == "info" else "")
+        cls = "warn " + ("collapse" if w.kind in ("collapse", "not-normalised", "poor-separation") else "info" if w.level == "info" else "")
         parts.append(f'<div class="{cls}"><b>{_e(w.kind)}</b>: {_e(w.message)}</div>')
     if len(overlaps) > limit:
-        parts.append(f'<div class="warn">... and {len(overlaps) - limit} more overlapping pairs (outlined in the '
-                     'medoid table below; all in result.json).</div>')
+        parts.append(f'<div class="warn">... and {len(overlaps) - limit} more overlapping pairs (the worst shown '
+                     'above; all outlined in the medoid table below and listed in result.json).</div>')
     return "\n".join(parts)
 
 
@@ -187,7 +189,7 @@ def _medoid_table_html(result: AnalysisResult) -> str:
             cls = " class='flag'" if (a, b) in flagged else ""
             cells.append(f"<td{cls} style='background:{_cell_colour(m[a, b], top)}'>{m[a, b]:.3f}</td>")
         rows.append(f"<tr><th class='name'>{_e(p)}</th>{''.join(cells)}</tr>")
-    return f"<table>{head}{''.join(rows)}</table>"
+    return f"<div class='scroll'><table>{head}{''.join(rows)}</table></div>"
 
 
 def _persons_html(result: AnalysisResult, faces: dict[str, str]) -> str:
