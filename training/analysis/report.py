@@ -208,6 +208,32 @@ def _persons_html(result: AnalysisResult, faces: dict[str, str]) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def _card_summary_html(card: dict[str, Any]) -> str:
+    """The few lines of a model card a reader wants first; whatever the card lacks is left out."""
+    def get(*keys):
+        v: Any = card
+        for k in keys:
+            v = v.get(k) if isinstance(v, dict) else None
+        return v
+
+    ds = get("dataset") or {}
+    rows = [("name / version", " / ".join(str(v) for v in (get("name"), get("version")) if v is not None)),
+            ("architecture", get("architecture", "name")), ("method", get("method", "name")),
+            ("input size", get("preprocess", "input_size") or get("input_size")),
+            ("trained on", ", ".join(f"{k} {ds[k]}" for k in ("source", "train_people", "train_images",
+                                                                "excluded_folds") if ds.get(k) is not None)),
+            ("samples seen", get("training", "samples_seen"))]
+    dev = get("metrics", "dev")
+    if isinstance(dev, dict) and "accuracy" in dev:
+        rows.append(("dev verification at training time",
+                     f"accuracy {dev['accuracy']:.3f}" + (f", AUC {dev['auc']:.3f}" if "auc" in dev else "")
+                     + (f", TAR@FAR={dev.get('far_target', 1e-3):g} {dev['tar_at_far']:.3f}" if "tar_at_far" in dev
+                        else "") + (f" on {dev['pairs']} pairs" if "pairs" in dev else "")))
+    body = "".join(f"<tr><td class='name'>{_e(k)}</td><td class='name'>{_e(v)}</td></tr>" for k, v in rows
+                   if v not in (None, ""))
+    return f"<table>{body}</table>" if body else ""
+
+
 def write_report(result: AnalysisResult, out_dir: str | Path, *, title: str = "IZ*Net embedding analysis",
                  model_card: dict[str, Any] | None = None, source: dict[str, Any] | None = None,
                  extra_html: str = "") -> Path:
@@ -247,7 +273,8 @@ def write_report(result: AnalysisResult, out_dir: str | Path, *, title: str = "I
                      f"(stops early without progress), KL divergence {ts.kl_divergence:.3f}, seed {st['seed']}. "
                      "Outlined points are each person's medoid. t-SNE keeps neighbourhoods, not distances or "
                      "cluster sizes: read sizes and gaps off the boxplot and the medoid table.</p>")
-    card = (f"<pre>{_e(json.dumps(model_card, indent=2, default=str))}</pre>" if model_card
+    card = (f"{_card_summary_html(model_card)}<details><summary>the whole model card</summary>"
+            f"<pre>{_e(json.dumps(model_card, indent=2, default=str))}</pre></details>" if model_card
             else "<p class='meta'>No model card (the embeddings were given directly).</p>")
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title><style>{CSS}</style></head><body>
