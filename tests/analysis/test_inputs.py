@@ -26,6 +26,7 @@ def test_folder_of_people_top_n_and_caps(tmp_path):
         inputs.list_faces(tmp_path / "missing")
 
 
+@pytest.mark.shared_data
 def test_top_12_of_shared_lfw_are_the_people_with_most_photos(shared_data):
     faces, _ = inputs.list_faces(shared_data / "lfw")
     chosen = inputs.choose_people(faces, top=12)

@@ -58,3 +58,13 @@ def test_every_n_samples_and_no_snapshot_means_no_files(tmp_path):
     rec.maybe_snapshot(1200, lambda: x)
     assert [s.samples for s in rec.history] == [0, 1200]
     assert not rec.due(1499) and rec.due(1500)
+
+
+def test_align_undoes_a_rotation_and_reflection():
+    from training.analysis.snapshots import align
+
+    pts = np.random.default_rng(3).normal(size=(30, 2)).astype(np.float32)
+    th = 1.1
+    turned = pts @ np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]]) @ np.diag([1, -1])
+    back = align(turned.astype(np.float32), pts)
+    assert np.allclose(back, pts - pts.mean(0), atol=1e-4)

@@ -135,8 +135,8 @@ def sequence_figure(frames: Sequence[tuple[str, np.ndarray, np.ndarray]], people
     (caption, points, labels), in order; one shared legend."""
     styles = person_styles(people)
     n = len(frames)
-    cols = min(4, max(1, n))
-    rows = int(np.ceil(n / cols)) if n else 1
+    rows = max(1, int(np.ceil(n / 4)))
+    cols = max(1, int(np.ceil(n / rows)))
     fig = Figure(figsize=(3.4 * cols + 2.2, 3.4 * rows + 0.4))
     axes = [fig.add_subplot(rows, cols, k + 1) for k in range(n)]
     for ax, (caption, pts, labs) in zip(axes, frames):

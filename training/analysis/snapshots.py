@@ -13,7 +13,8 @@ counts and a fixed set of probe faces, and calls it after each step::
 ``embed_fn`` is called only when a snapshot is due and must return the probes' embeddings (N, D) in the order
 of ``labels`` (putting the model in eval mode and back is the trainer's business). A step that jumps past
 several counts takes one snapshot, captioned with the true sample count. Each t-SNE starts from the previous
-layout, so people keep their place from one plot to the next and movement means something.
+layout and is then turned onto it (rotation/reflection only), so people keep their place from one plot to the
+next and movement means something.
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ class Snapshot:
     def to_dict(self) -> dict[str, Any]:
         return {"samples": self.samples, "folder": str(self.folder), "summary": self.summary,
                 "warnings": self.warnings}
+
+
+def align(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Rotate/reflect a t-SNE layout onto the previous one (orthogonal Procrustes): t-SNE's orientation is
+    arbitrary, so without this a sequence spins from frame to frame."""
+    from scipy.linalg import orthogonal_procrustes
+
+    a = points - points.mean(0)
+    b = reference - reference.mean(0)
+    r, _ = orthogonal_procrustes(a, b)
+    return (a @ r).astype(np.float32)
 
 
 class SnapshotRecorder:
@@ -99,8 +111,9 @@ class SnapshotRecorder:
             write_figures(result, folder)
         (folder / "result.json").write_text(json.dumps({"samples": samples_seen, **result.to_dict()}, indent=2,
                                                        default=str) + "\n")
+        points = align(result.tsne.points, prev) if prev is not None else result.tsne.points
         snap = Snapshot(samples_seen, folder, result.summary, [w.message for w in result.warnings
-                                                               if w.level == "warning"], result.tsne.points)
+                                                               if w.level == "warning"], points)
         self.history.append(snap)
         return snap
 
