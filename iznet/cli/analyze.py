@@ -6,8 +6,6 @@ from pathlib import Path
 
 import click
 
-from iznet.errors import UserInputError
-
 
 @click.command()
 @click.option("--model", type=click.Path(path_type=Path),
@@ -55,57 +53,15 @@ def analyze(model, data, embeddings_file, out, split, people, names, max_per_per
     warns about people whose clusters overlap and about collapsed embeddings; adds verification numbers
     and the model card. Open OUT/index.html in a browser.
     """
-    import numpy as np
-
-    from training.analysis import CheckSettings, analyze as run_analysis, write_report
-    from training.analysis import inputs
+    from training.analysis.run import make_report
 
     say = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
-    if embeddings_file and model:
-        raise UserInputError("give --model (with --data) or --embeddings, not both")
-    source: dict = {"split": split}
-    card = None
-    if embeddings_file:
-        emb, labels, paths, card = inputs.load_embeddings(embeddings_file)
-        source["embeddings"] = str(embeddings_file)
-        if people or names or max_per_person:
-            rows = inputs.choose_rows(labels, people, list(names), max_per_person, seed=seed)
-            emb, labels = emb[rows], labels[rows]
-            paths = [paths[k] for k in rows] if paths else None
-    else:
-        if not model or not data:
-            raise UserInputError("give --model and --data (or --embeddings FILE.npz)")
-        faces, kind = inputs.list_faces(data, split)
-        faces = inputs.choose_people(faces, people, list(names), max_per_person, seed=seed)
-        say(f"{len(faces)} faces of {len({f.identity for f in faces})} people from {data}")
-        embedder = inputs.load_model(model, threads)
-        card = inputs.model_card(embedder)
-        emb, kept, skipped = inputs.embed_faces(embedder, faces, batch_size, progress=not quiet)
-        for f, why in skipped[:10]:
-            say(f"  skipped {f.path}: {why}")
-        labels = np.array([f.identity for f in kept])
-        paths = [str(f.path) for f in kept]
-        source.update(model=str(model), data=str(data), data_kind=kind, skipped=len(skipped))
-        if pairs is None and kind == "dataset" and split in ("dev", "test"):
-            candidate = Path(data) / f"pairs_{split}.txt"
-            pairs = candidate if candidate.is_file() else None
-        if save_embeddings:
-            inputs.save_embeddings(out / "embeddings.npz", emb, labels, paths, card)
-    source.update(people=people, person=list(names), max_per_person=max_per_person)
-    mapped = None
-    if pairs is not None:
-        if not paths:
-            raise UserInputError("--pairs needs each face's file name: these embeddings have no 'paths'")
-        mapped = inputs.map_pairs(pairs, labels, paths, note=say)
-        source["pairs"] = str(pairs)
-    result = run_analysis(emb, labels, tsne=tsne, perplexity=tsne_perplexity, iterations=tsne_iter, seed=seed,
-                          check_settings=CheckSettings(spread_quantile=spread_quantile, collapse_share=collapse_share),
-                          pairs=mapped, pairs_source=f"{pairs} (LFW protocol folds)" if mapped else None,
-                          paths=paths, threads=threads, progress=say)
-    if title is None:
-        name = (card or {}).get("name") or (Path(model).name if model else Path(embeddings_file).stem)
-        title = f"IZ*Net analysis: {name}"
-    index = write_report(result, out, title=title, model_card=card, source=source)
+    result, index = make_report(out, model=model, data=data, embeddings=embeddings_file, split=split,
+                                people=people, names=list(names), max_per_person=max_per_person, pairs=pairs,
+                                tsne=tsne, perplexity=tsne_perplexity, iterations=tsne_iter,
+                                spread_quantile=spread_quantile, collapse_share=collapse_share,
+                                batch_size=batch_size, threads=threads, seed=seed, title=title,
+                                save_embeddings=save_embeddings, progress=not quiet, say=say)
     s = result.summary
     click.echo(f"{index}: {s['faces']} faces of {s['people']} people; nearest-medoid accuracy "
                f"{s['nearest_medoid_accuracy']:.3f}; {len([w for w in result.warnings if w.level == 'warning'])} "

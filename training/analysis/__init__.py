@@ -6,6 +6,7 @@ The core is plain functions on arrays so that the CLI, a trainer and a job queue
 
     result = analyze(embeddings, labels)          # embeddings (N, D), labels (N,) person names
     write_report(result, "report/")               # report/index.html + PNG figures + tables + result.json
+    make_report("report/", model=M, data=DIR)     # the whole `iznet analyze` as one call (JSON-able arguments)
 
     rec = SnapshotRecorder(at=[0, 8000, 16000], out_dir="snapshots/", labels=probe_labels)
     rec.maybe_snapshot(samples_seen, lambda: model_embed(probe_crops))   # from the training loop
@@ -15,7 +16,8 @@ The core is plain functions on arrays so that the CLI, a trainer and a job queue
 from training.analysis.checks import CheckSettings, Finding
 from training.analysis.core import AnalysisResult, PersonStats, analyze
 from training.analysis.report import write_report
+from training.analysis.run import make_report
 from training.analysis.snapshots import SnapshotRecorder
 
 __all__ = ["AnalysisResult", "CheckSettings", "Finding", "PersonStats", "SnapshotRecorder", "analyze",
-           "write_report"]
+           "make_report", "write_report"]
