@@ -1,5 +1,5 @@
 # IZ*Net: the entry points a newcomer and CI use. Every target that needs Python sets up ./.venv first.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DATA   ?=

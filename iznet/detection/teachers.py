@@ -29,7 +29,11 @@ def _downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
 
 
 class HaarTeacher:
-    """OpenCV's frontal-face Haar cascade (Viola-Jones). Scores are the cascade's level weights (not 0..1)."""
+    """OpenCV's frontal-face Haar cascade (Viola-Jones).
+
+    The score is the number of overlapping raw detections merged into the box (more is surer); it is not a
+    probability. (``detectMultiScale3``'s level weights would cost early rejection and run slower.)
+    """
 
     name = "haar"
 
@@ -46,16 +50,12 @@ class HaarTeacher:
     def detect(self, image: np.ndarray) -> list[FaceBox]:
         small, back = _downscale(image, self.max_side)
         gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
-        rects, _, weights = self.cascade.detectMultiScale3(
-            gray,
-            scaleFactor=self.scale_factor,
-            minNeighbors=self.min_neighbors,
-            minSize=(self.min_size, self.min_size),
-            outputRejectLevels=True,
+        rects, neighbours = self.cascade.detectMultiScale2(
+            gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(self.min_size, self.min_size)
         )
         faces = [
-            FaceBox(float(x), float(y), float(x + w), float(y + h), float(s)).scaled(back)
-            for (x, y, w, h), s in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1))
+            FaceBox(float(x), float(y), float(x + w), float(y + h), float(n)).scaled(back)
+            for (x, y, w, h), n in zip(np.asarray(rects).reshape(-1, 4), np.asarray(neighbours).reshape(-1))
         ]
         return sorted(faces, key=lambda f: -f.score)
 
