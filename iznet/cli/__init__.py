@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "iznet.cli.embed:evaluate",
     "gallery": "iznet.cli.gallery:gallery",
     "label": "iznet.cli.gallery:label",
+    "detect": "iznet.cli.detect:detect",
 }
 
 
