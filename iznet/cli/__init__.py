@@ -21,6 +21,8 @@ from iznet.errors import IZNetError
 COMMANDS: dict[str, str] = {
     "data": "iznet.cli.data:data",
     "demo": "iznet.cli.demo:demo",
+    "label": "iznet.cli.up:label",
+    "up": "iznet.cli.up:up",
 }
 
 
