@@ -106,3 +106,64 @@ class Current(Generic[T]):
 
     def stop(self) -> None:
         self._stop.set()
+
+
+# ------------------------------------------------------------------------------- model versions in the store
+#
+# A served embedding model is ``models/<name>`` in the artifact store; each version folder holds either a
+# trained model (``model.pt`` + ``model.json``, issue 3's format) or a ``model.json`` that names a registered
+# embedder (``{"kind": "embedder", "spec": "baseline-lbp"}``). Publishing a version and moving CURRENT is how
+# a new model reaches the running embedding service.
+
+
+def publish_model(store: ArtifactStore, name: str, spec: str) -> int:
+    """Publish the embedder ``spec`` (a registered name, e.g. ``baseline-lbp``, or a trained model's folder) as
+    the next version of ``models/<name>`` and make it current; returns the version."""
+    import shutil
+    from pathlib import Path
+
+    from iznet.store import atomic_write_json
+
+    staged = store.stage("models", name)
+    src = Path(spec)
+    if src.is_dir():
+        for f in ("model.pt", "model.json"):
+            shutil.copy2(src / f, staged / f)
+    else:
+        atomic_write_json(staged / "model.json", {"kind": "embedder", "spec": spec})
+    return store.publish("models", name, staged)
+
+
+def load_model_version(path) -> object:
+    """An embedder from a version folder of ``models/<name>`` (see :func:`publish_model`)."""
+    import json
+    from pathlib import Path
+
+    from iznet.errors import NotFoundError
+    from iznet.gallery.embedders import make_embedder
+
+    path = Path(path)
+    card = path / "model.json"
+    if not card.is_file():
+        raise NotFoundError(f"no model at {path} (needs model.json)")
+    spec = json.loads(card.read_text()).get("spec")
+    return make_embedder(spec if spec else str(path))
+
+
+class Fixed(Generic[T]):
+    """The :class:`Current` interface over one object that never changes (a model given by name or path)."""
+
+    def __init__(self, obj: T):
+        self._loaded = Loaded(0, obj)
+
+    def get(self) -> Loaded[T]:
+        return self._loaded
+
+    def find(self, pred: Callable[[T], bool]) -> Loaded[T] | None:
+        return self._loaded if pred(self._loaded.obj) else None
+
+    def start(self) -> "Fixed[T]":
+        return self
+
+    def stop(self) -> None:
+        pass

@@ -1,8 +1,11 @@
 """The gateway: a Ray Serve application with a gRPC ingress answering ``iznet.v1.Gateway``.
 ``python -m services.gateway --detection HOST:PORT --embedding HOST:PORT --gallery HOST:PORT``.
 
-``Label`` does what :class:`iznet.stages.LocalPipeline` does, with each stage behind its service:
-detect (+ aligned crops) -> embed -> search -> draw (:func:`iznet.stages.annotate`, here). ``LabelMany``
+``Label`` does what :meth:`iznet.pipeline.Pipeline.label` does, with the Pipeline's stages behind the services:
+detect + align (the detection service runs ``Pipeline.detect`` and ``Pipeline.align_one``) -> embed (the
+embedding service) -> search (the gallery service, ``Gallery.search``) -> draw (``iznet.drawing.annotate``,
+here). The glue of ``Pipeline.label`` that is not a separate stage (faces under ``DEFAULT_MIN_FACE`` pixels
+are reported but not recognised; faces in reading order) is repeated here in a few lines. ``LabelMany``
 streams one answer per photo. Calls to the services carry deadlines and are retried on UNAVAILABLE with
 backoff; the embedding calls of concurrent requests are merged into one batch (``@serve.batch``).
 
@@ -43,7 +46,7 @@ class GatewayConfig:
     embedding: str
     gallery: str
     default_gallery: str = ""
-    crop_size: int = 96
+    crop_size: int = 160  # iznet.data.align.DEFAULT_SIZE, as the Pipeline aligns
     #: Whole-request budget and per-call deadline, seconds.
     timeout_s: float = 30.0
     call_timeout_s: float = 10.0
@@ -142,9 +145,8 @@ def build_app(config: GatewayConfig, num_replicas: int = 1):
 
         # ----------------------------------------------------------------------------------- labelling
         async def _label(self, image: common_pb2.Image, opts: gateway_pb2.LabelOptions) -> gateway_pb2.LabelResponse:
-            from iznet.imageio import encode_image
-            from iznet.stages import annotate
-            from services.common import face_box_from_pb
+            """What :meth:`iznet.pipeline.Pipeline.label` does, with its stages behind the services."""
+            from iznet.pipeline import DEFAULT_MIN_FACE
 
             t = {}
             start = time.perf_counter()
@@ -159,11 +161,15 @@ def build_app(config: GatewayConfig, num_replicas: int = 1):
             t["detect"] = (t1 - start) * 1e3
             for k, v in det.timings.ms.items():
                 t[f"detection.{k}"] = v
-            crops = [f.crop for f in result.faces]
             resp = gateway_pb2.LabelResponse(image_id=image.id, width=result.width, height=result.height,
                                              detector=det.model)
-            names = []
-            if crops:
+            faces = list(result.faces)
+            # As the Pipeline: faces too small to tell anyone apart are reported, not recognised.
+            usable = [i for i, f in enumerate(faces) if min(f.box.x2 - f.box.x1, f.box.y2 - f.box.y1) >= DEFAULT_MIN_FACE]
+            identities: dict[int, common_pb2.Identity] = {}
+            threshold = opts.threshold
+            if usable:
+                crops = [faces[i].crop for i in usable]
                 vectors, model, batch = await self._embed(crops, deadline)
                 t2 = time.perf_counter()
                 t["embed"] = (t2 - t1) * 1e3
@@ -180,25 +186,20 @@ def build_app(config: GatewayConfig, num_replicas: int = 1):
                         raise
                     vectors, model, _ = await self._embed(crops, deadline, version.model.digest)
                     found = await self._search(vectors, model, opts, deadline)
-                t3 = time.perf_counter()
-                t["search"] = (t3 - t2) * 1e3
+                t["search"] = (time.perf_counter() - t2) * 1e3
                 resp.embedder.CopyFrom(model)
                 resp.gallery.CopyFrom(found.version)
-                for face, match in zip(result.faces, found.matches):
-                    resp.faces.append(common_pb2.Face(box=face.box, landmarks=face.landmarks, identity=match.identity,
-                                                      crop=face.crop if opts.return_crops else b""))
-                    names.append(match.identity.name)
-            else:
-                for face in result.faces:  # (no faces: nothing to embed or search)
-                    resp.faces.append(face)
+                identities = {i: m.identity for i, m in zip(usable, found.matches)}
+                threshold = found.matches[0].identity.threshold if found.matches else threshold
+            for i, face in enumerate(faces):
+                identity = identities.get(i) or common_pb2.Identity(name="unknown", unknown=True, score=-1.0,
+                                                                     distance=2.0, threshold=threshold)
+                resp.faces.append(common_pb2.Face(box=face.box, landmarks=face.landmarks, identity=identity,
+                                                  crop=face.crop if opts.return_crops else b""))
+            resp.faces.sort(key=lambda f: (f.box.x1, f.box.y1))  # reading order, as the Pipeline answers
             if opts.annotate:
                 t4 = time.perf_counter()
-                import cv2
-                import numpy as np
-
-                photo = cv2.imdecode(np.frombuffer(image.data, np.uint8), cv2.IMREAD_COLOR)
-                boxes = [face_box_from_pb(f.box) for f in resp.faces]
-                resp.annotated = encode_image(annotate(photo, boxes, names), ".jpg", self.cfg.jpeg_quality)
+                resp.annotated = annotated_jpeg(image.data, resp.faces, self.cfg.jpeg_quality)
                 t["draw"] = (time.perf_counter() - t4) * 1e3
             t["total"] = (time.perf_counter() - start) * 1e3
             resp.timings.CopyFrom(common_pb2.Timings(ms=t))
@@ -251,6 +252,24 @@ def build_app(config: GatewayConfig, num_replicas: int = 1):
     return Gateway.bind(asdict(config))
 
 
+def annotated_jpeg(photo: bytes, faces, quality: int = 90) -> bytes:
+    """The photo with the faces drawn by the core's :func:`iznet.drawing.annotate`."""
+    import cv2
+    import numpy as np
+
+    from iznet.drawing import annotate
+    from iznet.gallery.gallery import Match
+    from iznet.imageio import encode_image
+    from iznet.pipeline import FaceResult
+    from services.common import face_box_from_pb
+
+    image = cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR)
+    drawn = [FaceResult(face_box_from_pb(f.box), None, "", Match(f.identity.name, f.identity.unknown,
+                                                                  f.identity.score, f.identity.distance,
+                                                                  f.identity.threshold)) for f in faces]
+    return encode_image(annotate(image, drawn), ".jpg", quality)
+
+
 # ------------------------------------------------------------------------------------------ process
 
 
@@ -289,7 +308,7 @@ def wait_ready(address: str, timeout: float = 150.0) -> None:
               "gallery service's default).")
 @click.option("--port", default=0, type=int, show_default=True, help="gRPC port of the gateway; 0 picks a free one.")
 @click.option("--api-key", "api_keys", multiple=True, help="Accept only calls with this x-api-key (repeatable).")
-@click.option("--crop-size", default=96, show_default=True, type=int, help="Side of the aligned face crops.")
+@click.option("--crop-size", default=160, show_default=True, type=int, help="Side of the aligned face crops.")
 @click.option("--timeout", default=30.0, show_default=True, type=float, help="Budget for one photo, seconds.")
 @click.option("--call-timeout", default=10.0, show_default=True, type=float,
               help="Deadline of one call to a service, seconds.")
@@ -316,8 +335,16 @@ def main(detection, embedding, gallery, default_gallery, port, api_keys, crop_si
     port = port or free_port()
     config = GatewayConfig(detection, embedding, gallery, default_gallery, crop_size, timeout, call_timeout, attempts,
                            max_batch, batch_wait_ms, max_message_mb, list(api_keys))
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, object_store_memory=object_store_mb * 2**20,
-             log_to_driver=False, configure_logging=False)
+    for attempt in range(3):  # on a loaded machine the raylet can miss Ray's fixed 30 s start-up window
+        try:
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                     object_store_memory=object_store_mb * 2**20, log_to_driver=False, configure_logging=False)
+            break
+        except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception for this
+            if "timed out during startup" not in str(exc) or attempt == 2:
+                raise
+            print(f"gateway: Ray start-up timed out (attempt {attempt + 1}); trying again", file=sys.stderr, flush=True)
+            ray.shutdown()
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())

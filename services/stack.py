@@ -99,7 +99,8 @@ class Proc:
 class StackConfig:
     store: Path
     gallery: str = "default"
-    model: str = "standin-pixels"
+    #: models/<name> in the store, or an embedder spec (baseline-lbp, a trained model's folder).
+    model: str = "baseline-lbp"
     detector: str = "haar"
     api_keys: list[str] = field(default_factory=list)
     poll_s: float = 1.0

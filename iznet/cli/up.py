@@ -10,45 +10,36 @@ from pathlib import Path
 import click
 
 from iznet.config import load_settings
-from iznet.errors import NotFoundError
 
 
 @click.command()
 @click.option("--store", type=click.Path(file_okay=False), default=None,
               help="Artifact store with the models and galleries (default: $IZNET_STORE or ~/.iznet).")
 @click.option("--gallery", default="default", show_default=True, help="Default gallery (galleries/<name>).")
-@click.option("--model", default="standin-pixels", show_default=True, help="Embedding model (models/<name>).")
-@click.option("--detector", default="haar", show_default=True,
-              help="Detector: haar, ultralight-320, ultralight-640 or an .onnx path.")
+@click.option("--model", default=None,
+              help="Embedding model: models/<NAME> in the store (switched when a new version is published) or an "
+                   "embedder (baseline-lbp, a trained model's folder). Default: the gallery's model.")
+@click.option("--detector", default=None,
+              help="Detector: haar, ultralight-320, ultralight-640 or an .onnx path. Default: the gallery's.")
 @click.option("--port", default=0, type=int, show_default=True, help="Gateway gRPC port; 0 picks a free one.")
 @click.option("--api-key", "api_keys", multiple=True, help="Require this x-api-key on gateway calls (repeatable).")
 @click.option("--poll", default=1.0, show_default=True, type=float,
               help="Seconds between checks for newly published model/gallery versions.")
-@click.option("--init-standin", is_flag=True,
-              help="If the store has no such model, publish the STAND-IN embedder under --model first.")
 @click.option("--log-dir", type=click.Path(file_okay=False), default=None,
               help="Where each process logs (default: <store>/logs).")
-def up(store, gallery, model, detector, port, api_keys, poll, init_standin, log_dir):
+def up(store, gallery, model, detector, port, api_keys, poll, log_dir):
     """Start the detection, embedding and gallery services and the Ray Serve gateway on loopback.
 
     Prints where each listens (gRPC and Prometheus /metrics), then waits; Ctrl-C (or SIGTERM) stops them all
     gracefully. Label through it with `iznet label --server ADDRESS PHOTO`.
     """
-    from iznet.store import ArtifactStore
+    from iznet.gallery import GalleryStore
     from services.stack import Stack, StackConfig
 
     settings = load_settings(store=store)
-    artifacts = ArtifactStore(settings.store)
-    if model not in artifacts.names("models"):
-        if not init_standin:
-            raise NotFoundError(f"no model {model!r} in the store at {settings.store} (publish one, or pass "
-                                "--init-standin to publish the stand-in embedder)")
-        from iznet.standin import publish_standin_model
-
-        version = publish_standin_model(artifacts, model)
-        click.echo(f"published the STAND-IN embedder as models/{model} v{version}")
-    if gallery not in artifacts.names("galleries"):
-        raise NotFoundError(f"no gallery {gallery!r} in the store at {settings.store}: enroll people first")
+    g = GalleryStore(settings.store).load(gallery)  # NotFoundError naming the galleries there are
+    model = model or g.model.get("name")
+    detector = detector or g.detector
     stack = Stack(StackConfig(store=settings.store, gallery=gallery, model=model, detector=detector,
                               api_keys=list(api_keys), poll_s=poll, gateway_port=port,
                               log_dir=Path(log_dir) if log_dir else None))
@@ -76,39 +67,61 @@ def up(store, gallery, model, detector, port, api_keys, poll, init_standin, log_
         click.echo("stopped: " + ", ".join(f"{n} ({c})" for n, c in codes.items()))
 
 
-@click.command()
-@click.argument("photos", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--server", required=True, help="The gateway, HOST:PORT (as `iznet up` prints it).")
-@click.option("--gallery", default="", help="Gallery to search (default: the server's).")
-@click.option("--annotate-to", type=click.Path(file_okay=False), default=None,
-              help="Write each annotated photo (red boxes and names) into this folder.")
-@click.option("--threshold", default=0.0, type=float, help="Unknown threshold override (0: the gallery's).")
-@click.option("--api-key", default=None, help="API key, when the gateway requires one.")
-@click.option("--timeout", default=60.0, show_default=True, type=float, help="Seconds per photo.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per photo.")
-def label(photos, server, gallery, annotate_to, threshold, api_key, timeout, as_json):
-    """Label photos through a running gateway: every face boxed and named.
-
-    SEAM: the in-process form (`iznet label PHOTO` without --server) belongs to the gallery/pipeline issue.
-    """
+def _label_remote(photos, server, gallery, out, threshold, api_key, timeout) -> None:
+    """Label photos through a running gateway; prints like the in-process ``iznet label``."""
     from iznet.client import GatewayClient
+    from iznet.errors import UserInputError
 
-    out = Path(annotate_to) if annotate_to else None
-    if out:
+    if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+    results, failed = [], 0
     with GatewayClient(server, api_key=api_key, timeout=timeout) as gw:
-        for result in gw.label_many(photos, gallery=gallery, threshold=threshold, annotate=out is not None):
-            if out and result.annotated:
-                (out / (Path(result.image_id).stem + ".jpg")).write_bytes(result.annotated)
-            if as_json:
-                click.echo(json.dumps({"photo": result.image_id, "error": result.error, "faces": [
-                    {"box": [round(v, 1) for v in f.box], "name": f.name, "score": round(f.score, 4),
-                     "distance": round(f.distance, 4), "threshold": f.threshold} for f in result.faces],
-                    "embedder": result.embedder.digest, "gallery": f"{result.gallery.name} v{result.gallery.version}",
-                    "timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()}}))
-            elif result.error:
-                click.echo(f"{result.image_id}: error: {result.error}")
-            else:
-                faces = ", ".join(f"{f.name} ({f.score:.2f})" for f in result.faces) or "no faces"
-                click.echo(f"{result.image_id}: {faces}  [{result.gallery.name} v{result.gallery.version}, "
-                           f"{result.timings_ms.get('total', 0):.0f} ms]")
+        for photo, result in zip(photos, gw.label_many(photos, gallery=gallery, threshold=threshold or 0.0,
+                                                       annotate=out is not None)):
+            if result.error:
+                failed += 1
+                click.echo(f"error: {photo}: {result.error}", err=True)
+                results.append({"image_id": str(photo), "error": result.error})
+                continue
+            names = ", ".join(f.name for f in result.faces) or "no faces"
+            click.echo(f"{photo}: {len(result.faces)} face(s): {names}", err=out is None)
+            doc = {"image_id": str(photo), "width": result.width, "height": result.height,
+                   "faces": [{"box": [round(v, 2) for v in f.box], "detection_score": round(f.detection_score, 4),
+                              "name": f.name, "unknown": f.unknown, "score": round(f.score, 6),
+                              "distance": round(f.distance, 6), "threshold": round(f.threshold, 6)}
+                             for f in result.faces],
+                   "detector": result.detector.__dict__, "embedder": result.embedder.__dict__,
+                   "gallery": {**result.gallery.__dict__, "model": result.gallery.model.__dict__},
+                   "timings_ms": result.timings_ms}
+            if out is not None:
+                (out / f"{Path(photo).stem}.labelled.jpg").write_bytes(result.annotated)
+                (out / f"{Path(photo).stem}.json").write_text(json.dumps(doc, indent=2) + "\n")
+            results.append(doc)
+    if out is None:
+        click.echo(json.dumps(results if len(results) != 1 else results[0], indent=2))
+    if failed:
+        raise UserInputError(f"{failed} of {len(photos)} photo(s) could not be labelled (see above)")
+
+
+def _make_label_command() -> click.Command:
+    """``iznet label``: the in-process command of the gallery issue (``iznet.cli.gallery.label``), plus
+    ``--server HOST:PORT`` to label through a running gateway instead (same output)."""
+    from iznet.cli.gallery import label as local
+
+    def callback(server, api_key, timeout, **kwargs):
+        if not server:
+            return local.callback(**kwargs)
+        return _label_remote(kwargs["photos"], server, kwargs["gallery_name"], kwargs["out"], kwargs["threshold"],
+                             api_key, timeout)
+
+    params = [*local.params,
+              click.Option(["--server"], default=None, help="Label through the gateway at HOST:PORT (as `iznet up` "
+                           "prints it) instead of in this process; --gallery, --out and --threshold apply, the "
+                           "other options are the server's."),
+              click.Option(["--api-key"], default=None, help="API key, when the gateway requires one."),
+              click.Option(["--timeout"], default=60.0, show_default=True, type=float,
+                           help="Seconds per photo through the gateway.")]
+    return click.Command("label", params=params, callback=callback, help=local.help, short_help=local.short_help)
+
+
+label = _make_label_command()

@@ -1,6 +1,8 @@
 """Detection service: photos in, faces (boxes, landmarks, aligned crops) out. ``python -m services.detection``.
 
-A thin layer over :func:`iznet.stages.detect_faces` and :func:`iznet.stages.face_crops`.
+A thin layer over the core pipeline's own stages, :meth:`iznet.pipeline.Pipeline.detect` and
+:meth:`~iznet.pipeline.Pipeline.align_one` (so crops are framed exactly as in-process labelling and enrollment
+frame them). The landmarks returned are the points the crop was levelled by (the detector's, or the eyes found).
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ import click
 import cv2
 
 from iznet.config import load_settings
+from iznet.detection.types import FaceBox
 from iznet.detection.teachers import make_teacher, ultralight_path
 from iznet.errors import ImageError, UserInputError
 from iznet.imageio import decode_image, encode_image
-from iznet.stages import detect_faces, face_crops
+from iznet.pipeline import Pipeline
 from iznet.v1 import common_pb2, detection_pb2, detection_pb2_grpc
 from services import common
 
 MAX_CROP = 512
+DEFAULT_CROP = 160  # iznet.data.align.DEFAULT_SIZE, what Pipeline aligns to
 
 
 def detector_version(spec: str) -> dict:
@@ -40,11 +44,11 @@ def detector_version(spec: str) -> dict:
 
 
 class DetectionServicer(detection_pb2_grpc.DetectionServicer):
-    def __init__(self, make_detector, version: dict, max_pixels: int, max_bytes: int):
-        # One detector per worker thread: OpenCV's cascade is not documented as thread-safe.
-        self.make_detector, self.version = make_detector, version
-        self._local = threading.local()
-        make_detector()  # fail at start, not on the first call, when the model is missing
+    def __init__(self, detector, version: dict, max_pixels: int, max_bytes: int):
+        self.detector, self.version = detector, version
+        # OpenCV's cascades (the face detector, and the eye finder alignment uses) keep per-call state in the
+        # classifier object: one photo at a time through them. (2 cores: little is lost.)
+        self._lock = threading.Lock()
         self.max_pixels, self.max_bytes = max_pixels, max_bytes
 
     def Detect(self, request: detection_pb2.DetectRequest, context) -> detection_pb2.DetectResponse:
@@ -64,14 +68,18 @@ class DetectionServicer(detection_pb2_grpc.DetectionServicer):
                 results.append(detection_pb2.ImageDetections(image_id=img.id, error=str(exc)))
                 continue
             t1 = time.perf_counter()
-            faces = detect_faces(self._detector(), image, request.min_score, request.max_faces)
-            t2 = time.perf_counter()
-            crops = face_crops(image, faces, request.crop_size) if request.crop_size else [None] * len(faces)
+            pipe = Pipeline(self.detector, None, size=request.crop_size or DEFAULT_CROP, min_score=request.min_score)
+            with self._lock:
+                faces, _padded = pipe.detect(image)
+                if request.max_faces > 0:
+                    faces = sorted(faces, key=lambda f: -f.area)[:request.max_faces]
+                t2 = time.perf_counter()
+                aligned = [pipe.align_one(image, f) for f in faces]
             out = []
-            for f, crop in zip(faces, crops):
-                box, lm = common.face_box_pb(f)
+            for f, (crop, landmarks, _how) in zip(faces, aligned):
+                box, lm = common.face_box_pb(FaceBox(f.x1, f.y1, f.x2, f.y2, f.score, landmarks))
                 out.append(common_pb2.Face(box=box, landmarks=lm,
-                                           crop=encode_image(crop, ".png") if crop is not None else b""))
+                                           crop=encode_image(crop, ".png") if request.crop_size else b""))
             t3 = time.perf_counter()
             t["decode"] += (t1 - t0) * 1e3
             t["detect"] += (t2 - t1) * 1e3
@@ -80,11 +88,6 @@ class DetectionServicer(detection_pb2_grpc.DetectionServicer):
             results.append(detection_pb2.ImageDetections(image_id=img.id, width=w, height=h, faces=out))
         return detection_pb2.DetectResponse(results=results, model=common.model_version_pb(self.version),
                                             timings=common.timings_pb(t))
-
-    def _detector(self):
-        if getattr(self._local, "detector", None) is None:
-            self._local.detector = self.make_detector()
-        return self._local.detector
 
     def GetModel(self, request, context) -> common_pb2.ModelVersion:
         return common.model_version_pb(self.version)
@@ -98,7 +101,7 @@ def main(detector, host, port, metrics_port, max_message_mb, workers, grace, tor
     """The detection gRPC service."""
     common.limit_threads(torch_threads)
     settings = load_settings()
-    servicer = DetectionServicer(lambda: make_teacher(detector), detector_version(detector), settings.max_image_pixels,
+    servicer = DetectionServicer(make_teacher(detector), detector_version(detector), settings.max_image_pixels,
                                  min(settings.max_image_bytes, max_message_mb * common.MiB))
     common.serve("detection", [detection_pb2.DESCRIPTOR.services_by_name["Detection"].full_name],
                  lambda s: detection_pb2_grpc.add_DetectionServicer_to_server(servicer, s),

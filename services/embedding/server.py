@@ -1,8 +1,11 @@
 """Embedding service: aligned face crops in, L2-normalised vectors out. ``python -m services.embedding``.
 
-Serves ``models/<name>`` from the artifact store and switches to a newly published version without dropping
-calls (:class:`iznet.serving.Current`); the previous version stays loaded, so a call pinned to its digest
-(``model_digest``) during a switch is still answered by it. A thin layer over the embedder's ``embed``.
+``--model NAME``: when the artifact store has ``models/NAME`` (see :func:`iznet.serving.publish_model`), its
+CURRENT version is served and a newly published version is switched to without dropping calls
+(:class:`iznet.serving.Current`); the previous version stays loaded, so a call pinned to its digest
+(``model_digest``) during a switch is still answered by it. Otherwise NAME is an embedder spec for
+:func:`iznet.gallery.embedders.make_embedder` (``baseline-lbp``, a trained model's folder), served as is.
+A thin layer over the embedder's ``embed``.
 """
 
 from __future__ import annotations
@@ -14,15 +17,15 @@ import click
 from iznet.config import load_settings
 from iznet.errors import ImageError, PreconditionError, UserInputError
 from iznet.imageio import decode_image
-from iznet.serving import Current
-from iznet.standin import load_embedder_dir
+from iznet.gallery.embedders import make_embedder
+from iznet.serving import Current, Fixed, load_model_version
 from iznet.store import ArtifactStore
 from iznet.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 from services import common
 
 
 class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
-    def __init__(self, current: Current, max_bytes: int):
+    def __init__(self, current: Current | Fixed, max_bytes: int):
         self.current, self.max_bytes = current, max_bytes
 
     def _model(self, digest: str):
@@ -63,8 +66,9 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
 @click.command()
 @click.option("--store", type=click.Path(file_okay=False), default=None,
               help="Artifact store (default: $IZNET_STORE or ~/.iznet).")
-@click.option("--model", "model_name", default="standin-pixels", show_default=True,
-              help="Model name in the store (models/<name>); its CURRENT version is served.")
+@click.option("--model", "model_name", default="baseline-lbp", show_default=True,
+              help="models/<NAME> in the store (its CURRENT version, switched when a new one is published), or "
+                   "an embedder: baseline-lbp, baseline-pixels, a trained model's folder.")
 @click.option("--poll", default=1.0, show_default=True, type=float,
               help="Seconds between checks for a newly published version (0: never switch).")
 @common.common_click_options
@@ -72,7 +76,11 @@ def main(store, model_name, poll, host, port, metrics_port, max_message_mb, work
     """The embedding gRPC service."""
     common.limit_threads(torch_threads)
     settings = load_settings(store=store)
-    current = Current(ArtifactStore(settings.store), "models", model_name, load_embedder_dir, poll_s=poll).start()
+    artifacts = ArtifactStore(settings.store)
+    if model_name in artifacts.names("models"):
+        current = Current(artifacts, "models", model_name, load_model_version, poll_s=poll).start()
+    else:
+        current = Fixed(make_embedder(model_name))
     servicer = EmbeddingServicer(current, min(settings.max_image_bytes, max_message_mb * common.MiB))
     common.serve("embedding", [embedding_pb2.DESCRIPTOR.services_by_name["Embedding"].full_name],
                  lambda s: embedding_pb2_grpc.add_EmbeddingServicer_to_server(servicer, s),

@@ -9,6 +9,7 @@ itself), and a new (gallery, model) pair published under load (no call dropped, 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -19,11 +20,11 @@ import numpy as np
 import pytest
 
 from iznet.client import GatewayClient, GatewayError
-from iznet.detection.teachers import make_teacher
+from iznet.gallery import GalleryStore, make_embedder, reindex
 from iznet.imageio import decode_image
-from iznet.stages import LocalPipeline
-from iznet.standin import enroll_folders, load_embedder_dir, open_gallery, publish_standin_model
+from iznet.serving import publish_model
 from services.stack import Stack, StackConfig
+from tests.services.conftest import MODEL
 
 pytestmark = pytest.mark.slow
 API_KEY = "test-key"
@@ -31,7 +32,8 @@ API_KEY = "test-key"
 
 @pytest.fixture(scope="module")
 def stack(world):
-    st = Stack(StackConfig(store=world.store.root, api_keys=[API_KEY], poll_s=0.5))
+    st = Stack(StackConfig(store=world.store.root, model=MODEL, api_keys=[API_KEY], poll_s=0.5,
+                           extra_gateway_args=["--batch-wait-ms", "50"]))
     st.start()
     yield st
     codes = st.stop()
@@ -48,27 +50,56 @@ def by_x(result):
     return [f.name for f in sorted(result.faces, key=lambda f: f.box[0])]
 
 
-def test_label_group_photo_names_everyone_like_the_pipeline_in_process(world, client):
-    names = world.people  # one held-out portrait of each enrolled person, side by side
-    photo = world.group_photo(names)
+def expected(world, photo: bytes, gallery: str = "default"):
+    """The in-process Pipeline's answer: [(box, name, score)] in reading order."""
+    res = world.pipeline(gallery).label(photo)
+    return [(f.box.as_list(), f.name, f.identity.score) for f in res.faces]
+
+
+def answer(result):
+    return [([round(v, 2) for v in f.box], f.name, f.score) for f in result.faces]
+
+
+def same(a, b) -> bool:
+    return len(a) == len(b) and all(np.allclose(x[0], y[0], atol=0.02) and x[1] == y[1] and abs(x[2] - y[2]) < 1e-4
+                                    for x, y in zip(a, b))
+
+
+def test_label_names_real_people_in_a_group_photo(world, client, shared_data):
+    if not world.has_frk:
+        pytest.skip("needs face_recognition_knn in the shared data")
+    test = shared_data / "face_recognition_knn" / "test"
+    result = client.label(test / "kit_with_rose.jpg", gallery="frk", annotate=True)
+    assert [f.name for f in result.faces if not f.unknown] == ["rose_leslie", "kit_harington"]  # left to right
+    assert result.gallery.name == "frk" and result.embedder.digest == result.gallery.model.digest
+    obama = client.label(test / "obama1.jpg", gallery="frk")  # not enrolled
+    assert [f.name for f in obama.faces] == ["unknown"] and obama.faces[0].score < obama.faces[0].threshold
+
+
+def test_label_answers_as_the_pipeline_in_process(world, client):
+    photo = world.group_photo(world.people)  # one unenrolled portrait of each person, side by side
     result = client.label(photo, annotate=True)
-    assert by_x(result) == names
+    assert same(answer(result), expected(world, photo))
+    assert len(result.faces) >= 3
     assert result.embedder.digest == result.gallery.model.digest != ""
     assert result.detector.name == "haar" and result.gallery.name == "default"
+    assert result.embedder.name == "baseline-lbp"
     assert {"detect", "embed", "search", "draw", "total"} <= set(result.timings_ms)
     annotated = decode_image(result.annotated)
     assert annotated.shape[:2] == (result.height, result.width)
     red = (annotated[..., 2] > 200) & (annotated[..., 1] < 60) & (annotated[..., 0] < 60)
     assert red.sum() > 100, "no red boxes drawn"
 
-    # The same photo through the same stages in one process: the same faces, names and distances.
-    local = LocalPipeline(make_teacher("haar"), load_embedder_dir(world.store.current("models", "standin-pixels")),
-                          open_gallery(world.store.current("galleries", "default"))).label(decode_image(photo))
-    assert [f.match.name for f in sorted(local.faces, key=lambda f: f.box.x1)] == by_x(result)
-    remote = sorted(result.faces, key=lambda f: f.box[0])
-    for lf, rf in zip(sorted(local.faces, key=lambda f: f.box.x1), remote):
-        assert np.allclose(lf.box.as_list(), rf.box, atol=0.5)
-        assert abs(lf.match.distance - rf.distance) < 1e-4
+
+def test_label_through_the_cli(world, stack, tmp_path, capsys):
+    from iznet.cli import main
+
+    photo = tmp_path / "group.jpg"
+    photo.write_bytes(world.groups(2)[0])
+    assert main(["label", str(photo), "--server", stack.gateway, "--api-key", API_KEY, "-o", str(tmp_path / "o")]) == 0
+    doc = json.loads((tmp_path / "o" / "group.json").read_text())
+    assert [f["name"] for f in doc["faces"]] == [x[1] for x in expected(world, photo.read_bytes())]
+    assert (tmp_path / "o" / "group.labelled.jpg").stat().st_size > 0
 
 
 def test_bad_input_gets_its_code_and_reason(world, client, stack):
@@ -83,7 +114,7 @@ def test_bad_input_gets_its_code_and_reason(world, client, stack):
         client.label(b"")
     assert e.value.code == "INVALID_ARGUMENT"
     with pytest.raises(GatewayError) as e:
-        client.label(world.groups(2)[0][0], gallery="nobody-here")
+        client.label(world.groups(2)[0], gallery="nobody-here")
     assert e.value.code == "NOT_FOUND" and "nobody-here" in e.value.details
     with GatewayClient(stack.gateway, api_key="wrong") as intruder:
         with pytest.raises(GatewayError) as e:
@@ -92,9 +123,10 @@ def test_bad_input_gets_its_code_and_reason(world, client, stack):
 
 
 def test_label_many_streams_in_order_and_reports_bad_photos(world, client):
-    (a, names_a), (b, names_b) = world.groups(2)[:2]
+    a, b = world.groups(2)[:2]
     results = list(client.label_many([a, b"junk", b]))
-    assert [by_x(r) for r in results] == [names_a, [], names_b]
+    assert [answer(r) for r in results][0::2] == [answer(client.label(a)), answer(client.label(b))]
+    assert same(answer(results[0]), expected(world, a)) and same(answer(results[2]), expected(world, b))
     assert results[1].error and not results[0].error
 
 
@@ -107,9 +139,10 @@ def _load(client, photos, n, workers=8, stop=None):
         if stop is not None and stop.is_set():
             return
         try:
-            r = client.label(photos[i % len(photos)], timeout=30)
+            photo = photos[i % len(photos)]
+            r = client.label(photo, timeout=30)
             with lock:
-                results.append(r)
+                results.append((r, photo))
         except GatewayError as exc:
             with lock:
                 errors[exc.code] += 1
@@ -120,21 +153,23 @@ def _load(client, photos, n, workers=8, stop=None):
 
 
 def test_concurrent_clients_see_no_errors_and_share_embedding_batches(world, client):
-    photos = [photo for photo, _ in world.groups(2)]
+    photos = world.groups(2)
     assert len(photos) >= 3
+    want = {p: expected(world, p) for p in photos}
     start = time.perf_counter()
     results, errors = _load(client, photos, 200, workers=8)
     took = time.perf_counter() - start
     assert not errors and len(results) == 200
-    assert all(len(r.faces) == 2 and "unknown" not in r.names for r in results)
+    assert all(same(answer(r), want[p]) for r, p in results)
     # Concurrent requests were embedded together: some call carried more crops than one photo has.
-    assert max(r.timings_ms["embed.batch_crops"] for r in results) > 2
+    assert max(r.timings_ms["embed.batch_crops"] for r, _ in results) > 2
     print(f"200 Label calls from 8 threads in {took:.1f}s")
 
 
 def test_embedding_service_down_under_load_gives_unavailable_then_recovers(world, client, stack):
-    photo, names = world.groups(2)[0]
+    photo = world.groups(2)[0]
     photos = [photo]
+    want = expected(world, photo)
     stop = threading.Event()
     outcome = {}
 
@@ -153,7 +188,7 @@ def test_embedding_service_down_under_load_gives_unavailable_then_recovers(world
     deadline = time.monotonic() + 20
     while True:  # the gateway finds the restarted service by itself
         try:
-            assert by_x(client.label(photos[0], timeout=30)) == names
+            assert same(answer(client.label(photo, timeout=30)), want)
             break
         except GatewayError:
             assert time.monotonic() < deadline, "gateway did not recover"
@@ -166,11 +201,9 @@ def test_embedding_service_down_under_load_gives_unavailable_then_recovers(world
 
 def test_new_gallery_and_model_switch_under_load_without_drops_or_mixing(world, client, stack):
     store = world.store
-    before = client.label(world.groups(2)[0][0])
-    # Re-embed the gallery with a new model (another seed: other vectors, another digest), publish the gallery
-    # first and then the model: every answer must come from one consistent pair, and none may fail.
-    new_model = load_embedder_dir_from_seed(store, seed=2)
-    photos = [photo for photo, _ in world.groups(2)]
+    photos = world.groups(2)
+    before = client.label(photos[0])
+    new_model = make_embedder("baseline-pixels")
     stop = threading.Event()
     outcome = {}
 
@@ -180,9 +213,11 @@ def test_new_gallery_and_model_switch_under_load_without_drops_or_mixing(world, 
     t = threading.Thread(target=load)
     t.start()
     time.sleep(1.0)
-    enroll_folders(store, "default", world.root / "enroll", new_model, make_teacher("haar"))
+    # A new model: re-embed the gallery from its stored crops (a new gallery version, made current), then
+    # publish the model. Every answer must come from one consistent pair, and none may fail.
+    reindex(GalleryStore(store), "default", new_model)
     time.sleep(1.5)
-    publish_standin_model(store, "standin-pixels", seed=2)
+    publish_model(store, MODEL, "baseline-pixels")
     deadline = time.monotonic() + 20
     while client.label(photos[0]).embedder.digest != new_model.version["digest"]:
         assert time.monotonic() < deadline, "the new model was not picked up"
@@ -192,14 +227,9 @@ def test_new_gallery_and_model_switch_under_load_without_drops_or_mixing(world, 
     t.join(60)
     results, errors = outcome["results"], outcome["errors"]
     assert not errors, errors
-    pairs = Counter((r.embedder.digest, r.gallery.model.digest, r.gallery.version) for r in results)
+    pairs = Counter((r.embedder.digest, r.gallery.model.digest, r.gallery.version) for r, _ in results)
     assert all(e == g for e, g, _ in pairs), f"an answer mixed two models: {pairs}"
     assert {e for e, _, _ in pairs} == {before.embedder.digest, new_model.version["digest"]}, pairs
-    assert all("unknown" not in r.names for r in results)
+    after = client.label(photos[0])
+    assert same(answer(after), expected(world, photos[0]))  # in-process, the store's current pair too
     print("answers per (model, gallery model, gallery version):", dict(pairs))
-
-
-def load_embedder_dir_from_seed(store, seed):
-    from iznet.standin import StandInEmbedder
-
-    return StandInEmbedder(seed=seed, version=str(len(store.versions("models", "standin-pixels")) + 1))

@@ -13,17 +13,19 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from iznet.imageio import encode_image
-from iznet.standin import StandInEmbedder, publish_standin_model
+from iznet.gallery import make_embedder
+from iznet.serving import publish_model
 from iznet.v1 import common_pb2, detection_pb2, detection_pb2_grpc, embedding_pb2, embedding_pb2_grpc
 from iznet.v1 import gallery_pb2, gallery_pb2_grpc
 from services.stack import Proc, Stack, StackConfig
+from tests.services.conftest import MODEL
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def services(world):
-    st = Stack(StackConfig(store=world.store.root, poll_s=0.3))
+    st = Stack(StackConfig(store=world.store.root, model=MODEL, poll_s=0.3))
     for name in ("detection", "embedding", "gallery"):
         st.start_service(name)
     yield st
@@ -50,7 +52,7 @@ def test_health_and_reflection_on_every_server(services):
 
 def test_detect_batches_and_reports_bad_images_per_image(world, services):
     det = stub(services, "detection", detection_pb2_grpc.DetectionStub)
-    photo, names = world.groups(2)[0]
+    photo = world.groups(2)[0]
     resp = det.Detect(detection_pb2.DetectRequest(images=[common_pb2.Image(data=photo, id="a"),
                                                           common_pb2.Image(data=b"nope", id="b")], crop_size=64),
                       timeout=30)
@@ -65,7 +67,7 @@ def test_detect_batches_and_reports_bad_images_per_image(world, services):
 
 def test_deadline_is_honoured(world, services):
     det = stub(services, "detection", detection_pb2_grpc.DetectionStub)
-    photo, _ = world.groups(2)[0]
+    photo = world.groups(2)[0]
     start = time.monotonic()
     with pytest.raises(grpc.RpcError) as e:
         det.Detect(detection_pb2.DetectRequest(images=[common_pb2.Image(data=photo)] * 200), timeout=0.3)
@@ -84,12 +86,12 @@ def test_oversized_message_is_refused_by_the_limit(services):
 
 def test_gallery_refuses_vectors_of_another_model_and_unknown_galleries(world, services):
     gal = stub(services, "gallery", gallery_pb2_grpc.GalleryStub)
-    other = StandInEmbedder(seed=99)
-    crop = np.full((96, 96, 3), 120, np.uint8)
+    other = make_embedder("baseline-pixels")
+    crop = np.full((160, 160, 3), 120, np.uint8)
     vec = common_pb2.Vector(values=other.embed([crop])[0].tolist())
     with pytest.raises(grpc.RpcError) as e:
         gal.Search(gallery_pb2.SearchRequest(vectors=[vec], model_digest=other.version["digest"]), timeout=5)
-    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "re-embed" in e.value.details()
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "reindex" in e.value.details()
     with pytest.raises(grpc.RpcError) as e:
         gal.Search(gallery_pb2.SearchRequest(gallery="missing", vectors=[vec]), timeout=5)
     assert e.value.code() == grpc.StatusCode.NOT_FOUND and "missing" in e.value.details()
@@ -120,8 +122,8 @@ def test_embed_batch_corrupt_crop_and_metrics(services):
 def test_new_model_version_is_served_and_the_old_one_stays_pinnable(world, services):
     emb = stub(services, "embedding", embedding_pb2_grpc.EmbeddingStub)
     old = emb.GetModel(common_pb2.GetModelRequest(), timeout=5)
-    publish_standin_model(world.store, "standin-pixels", seed=7)
-    new_digest = StandInEmbedder(seed=7).version["digest"]
+    publish_model(world.store, MODEL, "baseline-pixels")
+    new_digest = make_embedder("baseline-pixels").version["digest"]
     deadline = time.monotonic() + 10
     while emb.GetModel(common_pb2.GetModelRequest(), timeout=5).digest != new_digest:
         assert time.monotonic() < deadline, "new model version not picked up"
