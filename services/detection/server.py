@@ -44,12 +44,19 @@ def detector_version(spec: str) -> dict:
 
 
 class DetectionServicer(detection_pb2_grpc.DetectionServicer):
-    def __init__(self, detector, version: dict, max_pixels: int, max_bytes: int):
-        self.detector, self.version = detector, version
-        # OpenCV's cascades (the face detector, and the eye finder alignment uses) keep per-call state in the
-        # classifier object: one photo at a time through them. (2 cores: little is lost.)
-        self._lock = threading.Lock()
+    def __init__(self, make_detector, version: dict, max_pixels: int, max_bytes: int):
+        self.make_detector, self.version = make_detector, version
         self.max_pixels, self.max_bytes = max_pixels, max_bytes
+        # OpenCV's cascades keep per-call state in the classifier object: one detector per worker thread, and
+        # one alignment at a time (the eye finder alignment uses is a single module-level cascade).
+        self._local = threading.local()
+        self._align_lock = threading.Lock()
+        make_detector()  # a missing model fails the start, not the first call
+
+    def _detector(self):
+        if getattr(self._local, "detector", None) is None:
+            self._local.detector = self.make_detector()
+        return self._local.detector
 
     def Detect(self, request: detection_pb2.DetectRequest, context) -> detection_pb2.DetectResponse:
         if not request.images:
@@ -68,12 +75,13 @@ class DetectionServicer(detection_pb2_grpc.DetectionServicer):
                 results.append(detection_pb2.ImageDetections(image_id=img.id, error=str(exc)))
                 continue
             t1 = time.perf_counter()
-            pipe = Pipeline(self.detector, None, size=request.crop_size or DEFAULT_CROP, min_score=request.min_score)
-            with self._lock:
-                faces, _padded = pipe.detect(image)
-                if request.max_faces > 0:
-                    faces = sorted(faces, key=lambda f: -f.area)[:request.max_faces]
-                t2 = time.perf_counter()
+            pipe = Pipeline(self._detector(), None, size=request.crop_size or DEFAULT_CROP,
+                            min_score=request.min_score)
+            faces, _padded = pipe.detect(image)
+            if request.max_faces > 0:
+                faces = sorted(faces, key=lambda f: -f.area)[:request.max_faces]
+            t2 = time.perf_counter()
+            with self._align_lock:
                 aligned = [pipe.align_one(image, f) for f in faces]
             out = []
             for f, (crop, landmarks, _how) in zip(faces, aligned):
@@ -101,7 +109,7 @@ def main(detector, host, port, metrics_port, max_message_mb, workers, grace, tor
     """The detection gRPC service."""
     common.limit_threads(torch_threads)
     settings = load_settings()
-    servicer = DetectionServicer(make_teacher(detector), detector_version(detector), settings.max_image_pixels,
+    servicer = DetectionServicer(lambda: make_teacher(detector), detector_version(detector), settings.max_image_pixels,
                                  min(settings.max_image_bytes, max_message_mb * common.MiB))
     common.serve("detection", [detection_pb2.DESCRIPTOR.services_by_name["Detection"].full_name],
                  lambda s: detection_pb2_grpc.add_DetectionServicer_to_server(servicer, s),

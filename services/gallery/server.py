@@ -18,7 +18,7 @@ import click
 import numpy as np
 
 from iznet.config import load_settings
-from iznet.errors import NotFoundError, UserInputError
+from iznet.errors import UserInputError
 from iznet.gallery import GalleryStore
 from iznet.gallery.index import distance
 from iznet.imageio import ImageError, decode_image

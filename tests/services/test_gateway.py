@@ -33,7 +33,7 @@ API_KEY = "test-key"
 @pytest.fixture(scope="module")
 def stack(world):
     st = Stack(StackConfig(store=world.store.root, model=MODEL, api_keys=[API_KEY], poll_s=0.5,
-                           extra_gateway_args=["--batch-wait-ms", "50"]))
+                           extra_gateway_args=["--batch-wait-ms", "100"]))
     st.start()
     yield st
     codes = st.stop()
