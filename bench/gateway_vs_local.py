@@ -6,7 +6,8 @@ services) against the same Pipeline in this process, on the same photo, side by 
 The store is built in a temporary folder: with the team's shared photos, a gallery of the
 ``face_recognition_knn`` people and their two-person photo ``kit_with_rose.jpg``; without, generated people and
 a group photo of them. Both paths use the same detector (haar), embedder (baseline-lbp) and gallery version.
-Calls are sequential (one in flight), so the numbers are latency, not throughput. The gateway's per-stage
+Calls are sequential (one in flight), so the numbers are latency, not throughput; both paths get the same
+thread budget (``--threads``, 1 by default, as ``iznet up`` gives each service). The gateway's per-stage
 timings split its overhead into: the hops (client <-> gateway ingress <-> replica), the service calls' wire
 and (de)serialisation cost (a stage's round trip minus the work the service reports), the crops' PNG
 round trip, and the work itself.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import tempfile
@@ -59,7 +61,14 @@ def main() -> None:
     ap.add_argument("--photo", type=Path, default=None, help="Photo to label (default: see above).")
     ap.add_argument("--repeats", type=int, default=30, help="Timed calls per path (after 3 warm-up calls).")
     ap.add_argument("--json", type=Path, default=None, help="Also write the numbers here.")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="Threads OpenCV/FAISS/torch may use, in this process as in the services (default 1, "
+                         "what `iznet up` gives each service).")
     args = ap.parse_args()
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before FAISS loads; the services get the same
+    import cv2
+
+    cv2.setNumThreads(args.threads)
 
     from iznet.client import GatewayClient
     from iznet.pipeline import Pipeline

@@ -204,6 +204,8 @@ def limit_threads(n: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(max(1, n))
     if "torch" in sys.modules:  # only when a model already brought it in (importing it costs seconds)
         sys.modules["torch"].set_num_threads(max(1, n))
+    if "faiss" in sys.modules:  # FAISS's OpenMP threads spin badly on a busy machine
+        sys.modules["faiss"].omp_set_num_threads(max(1, n))
 
 
 # ------------------------------------------------------------------------------------------- conversions

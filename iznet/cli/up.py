@@ -111,8 +111,10 @@ def _make_label_command() -> click.Command:
     def callback(server, api_key, timeout, **kwargs):
         if not server:
             return local.callback(**kwargs)
-        return _label_remote(kwargs["photos"], server, kwargs["gallery_name"], kwargs["out"], kwargs["threshold"],
-                             api_key, timeout)
+        # Through a server, an unspecified gallery means the server's default one.
+        source = click.get_current_context().get_parameter_source("gallery_name")
+        gallery = "" if source == click.core.ParameterSource.DEFAULT else kwargs["gallery_name"]
+        return _label_remote(kwargs["photos"], server, gallery, kwargs["out"], kwargs["threshold"], api_key, timeout)
 
     params = [*local.params,
               click.Option(["--server"], default=None, help="Label through the gateway at HOST:PORT (as `iznet up` "
