@@ -25,8 +25,9 @@ COMMANDS: dict[str, str] = {
     "embed": "iznet.cli.embed:embed",
     "evaluate": "iznet.cli.embed:evaluate",
     "gallery": "iznet.cli.gallery:gallery",
-    "label": "iznet.cli.gallery:label",
     "detect": "iznet.cli.detect:detect",
+    "label": "iznet.cli.up:label",
+    "up": "iznet.cli.up:up",
 }
 
 
