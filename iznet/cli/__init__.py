@@ -21,6 +21,7 @@ from iznet.errors import IZNetError
 COMMANDS: dict[str, str] = {
     "data": "iznet.cli.data:data",
     "demo": "iznet.cli.demo:demo",
+    "jobs": "iznet.cli.jobs:jobs",
 }
 
 

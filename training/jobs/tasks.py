@@ -1,0 +1,250 @@
+"""The job kinds as Celery tasks. Each body calls the core (the dataset builder, the trainers, the analysis,
+the gallery); none re-implements it. Each reads and writes artifacts in the store, resumes after a redelivery
+from what it recorded, and returns ``{"outputs": {...}, "metrics": {...}}`` (kept in the job record).
+
+Kinds whose core has not landed yet are registered and fail at once with ``not available yet: needs issue N``,
+so the queue, the CLI and the job record work for them already; wiring them is a body function each.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from iznet.errors import NotFoundError, PreconditionError, UserInputError
+from iznet.store import atomic_write_json
+from training.jobs.celery_app import TASKS, app
+from training.jobs.runtime import JobContext, run_job
+
+JOB_MARKER = "job.json"  # written into a published version: which job made it
+
+
+def job_task(kind: str) -> Callable:
+    name, _queue = TASKS[kind]
+
+    def register(body: Callable[..., dict[str, Any]]):
+        @app.task(name=name, bind=True, acks_late=True, reject_on_worker_lost=True)
+        def task(self, **params: Any) -> dict[str, Any]:
+            return run_job(self, kind, body, params)
+
+        task.body = body
+        return task
+
+    return register
+
+
+def _core(module: str, attr: str, issue: int, what: str):
+    """A core function from another issue's module, or a clear error when it has not landed."""
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        raise PreconditionError(f"{what} is not available yet: needs issue {issue} ({module}.{attr})") from None
+
+
+def _published_by(ctx: JobContext, kind: str, name: str) -> int | None:
+    """The version of ``kind/name`` this job already published (a redelivery after the publish), if any."""
+    for v in reversed(ctx.store.versions(kind, name)):
+        marker = ctx.store.dir(kind, name) / str(v) / JOB_MARKER
+        try:
+            if json.loads(marker.read_text()).get("job") == ctx.job_id:
+                return v
+        except (FileNotFoundError, ValueError):
+            continue
+    return None
+
+
+def _job_staging(ctx: JobContext, kind: str, name: str, seed_from_current: bool) -> Path:
+    """This job's staging folder for ``kind/name``: the same one on every delivery, so work resumes. Created
+    atomically (optionally as a copy of the current version, to grow it)."""
+    staging = ctx.store.dir(kind, name) / f".staging-job-{ctx.job_id}"
+    if staging.is_dir():
+        return staging
+    tmp = staging.with_name(f"{staging.name}.init-{uuid.uuid4().hex[:8]}")
+    try:
+        current = ctx.store.current(kind, name) if seed_from_current else None
+    except NotFoundError:
+        current = None
+    if current is not None and current.is_dir():
+        shutil.copytree(current, tmp, ignore=shutil.ignore_patterns(JOB_MARKER))
+    else:
+        tmp.mkdir(parents=True)
+    tmp.rename(staging)
+    return staging
+
+
+def _publish(ctx: JobContext, kind: str, name: str, staging: Path, extra: dict[str, Any]) -> int:
+    atomic_write_json(staging / JOB_MARKER, {"job": ctx.job_id, "kind": ctx.kind, "params": ctx.params, **extra})
+    return ctx.store.publish(kind, name, staging)
+
+
+# ------------------------------------------------------------------------------------------------ dataset
+
+
+@job_task("dataset")
+def build_dataset_job(ctx: JobContext, *, src: str, name: str, config: dict[str, Any] | None = None,
+                      workers: int = 1, checkpoint_every: int = 100, grow: bool = True) -> dict[str, Any]:
+    """Build (or grow) the dataset ``datasets/<name>`` from the photo folder ``src`` with
+    :func:`iznet.data.builder.build_dataset`, in a staging folder of this job, published as a new version when
+    complete. A redelivered job resumes in the same folder: the builder skips every photo its manifest already
+    records (it checkpoints the manifest every ``checkpoint_every`` photos)."""
+    from iznet.data.builder import MANIFEST, BuildConfig, build_dataset
+
+    conf = dict(config or {})
+    if "ratios" in conf:
+        conf["ratios"] = tuple(conf["ratios"])
+    try:
+        cfg = BuildConfig(**conf)
+    except TypeError as exc:
+        raise UserInputError(f"bad dataset build settings: {exc}") from None
+    done = _published_by(ctx, "datasets", name)
+    if done is None:
+        staging = _job_staging(ctx, "datasets", name, seed_from_current=grow)
+        manifest = staging / MANIFEST
+        recorded = sum(1 for line in manifest.read_text().splitlines() if line.strip()) if manifest.exists() else 0
+        report = build_dataset(src, staging, cfg, workers=workers, progress=False, checkpoint_every=checkpoint_every,
+                               on_progress=lambda i, n: ctx.progress(i, n, phase="faces", unit="photos",
+                                                                     resumed_from=recorded))
+        metrics = {"scanned": report.scanned, "processed": report.processed, "already_recorded": recorded,
+                   "counts": report.counts, "by_split": report.by_split, "by_reason": report.by_reason,
+                   "identities": report.identities, "seconds": round(report.seconds, 2),
+                   "pairs": {k: v.get("note") for k, v in report.pairs.items()}}
+        version = _publish(ctx, "datasets", name, staging, {"metrics": metrics})
+    else:  # published by an earlier delivery that died before recording it
+        if ctx.store.current_version("datasets", name) < done:
+            ctx.store.set_current("datasets", name, done)
+        version = done
+        info = json.loads((ctx.store.dir("datasets", name) / str(done) / JOB_MARKER).read_text())
+        metrics = info.get("metrics", {})
+    path = ctx.store.dir("datasets", name) / str(version)
+    return {"outputs": {"dataset": f"datasets/{name}/{version}", "path": str(path),
+                        "info": str(path / "dataset.json")},
+            "metrics": metrics}
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+def _follow_log(ctx: JobContext, log: Path, total: int, stop: threading.Event) -> None:
+    """Report a trainer's progress from its ``log.jsonl`` (step, samples seen, loss, dev accuracy)."""
+    seen = 0
+    metric: dict[str, Any] = {}
+    step = 0
+    while not stop.wait(1.0):
+        try:
+            lines = log.read_text().splitlines() if log.exists() else []
+        except OSError:
+            continue
+        for line in lines[seen:]:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            step = rec.get("step", step)
+            for k in ("loss", "accuracy", "auc", "lr"):
+                if k in rec and isinstance(rec[k], (int, float)):
+                    metric[k] = round(float(rec[k]), 4)
+            if "samples_seen" in rec:
+                metric["samples_seen"] = rec["samples_seen"]
+        seen = len(lines)
+        try:
+            ctx.progress(step, total, phase="training", unit="steps", metric=dict(metric), force=True)
+        except Exception:  # noqa: BLE001 - a cancel is handled by revoke(terminate); keep following
+            pass
+
+
+def _publish_model(ctx: JobContext, name: str, run_dir: Path, files: tuple[str, ...]) -> dict[str, Any]:
+    done = _published_by(ctx, "models", name)
+    if done is None:
+        staging = _job_staging(ctx, "models", name, seed_from_current=False)
+        for f in files:
+            if (run_dir / f).exists():
+                shutil.copy2(run_dir / f, staging / f)
+        done = _publish(ctx, "models", name, staging, {})
+    path = ctx.store.dir("models", name) / str(done)
+    return {"model": f"models/{name}/{done}", "path": str(path), "model_card": str(path / "model.json")}
+
+
+@job_task("train-embedder")
+def train_embedder_job(ctx: JobContext, *, name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Train a face embedder with issue 3's trainer (``training.trainer``), checkpointing in this job's work
+    folder (a redelivered job resumes from the last checkpoint), then publish ``models/<name>`` (weights and
+    model card) as a new version."""
+    TrainConfig = _core("training.trainer", "TrainConfig", 3, "embedder training")
+    train = _core("training.trainer", "train", 3, "embedder training")
+    run_dir = ctx.work_dir / "run"
+    cfg = TrainConfig(**{**config, "out": str(run_dir), "progress": False})
+    resume = run_dir if (run_dir / "checkpoint.pt").exists() else None
+    stop = threading.Event()
+    follower = threading.Thread(target=_follow_log, args=(ctx, run_dir / "log.jsonl", cfg.steps, stop), daemon=True)
+    follower.start()
+    try:
+        summary = train(cfg, resume=resume)
+    finally:
+        stop.set()
+    outputs = _publish_model(ctx, name, run_dir, ("model.pt", "model.json"))
+    outputs["resumed_from_checkpoint"] = resume is not None
+    return {"outputs": outputs, "metrics": {k: summary.get(k) for k in
+                                            ("stop_reason", "step", "samples_seen", "elapsed_s", "dev",
+                                             "best_dev_accuracy")}}
+
+
+@job_task("train-detector")
+def train_detector_job(ctx: JobContext, *, name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Train the YOLO-style detector with issue 4's trainer, resuming from this job's last checkpoint."""
+    train = _core("training.detection.trainer", "train", 4, "detector training")
+    run_dir = ctx.work_dir / "run"
+    summary = train(**{**config, "out": str(run_dir), "device": ctx.device})
+    return {"outputs": _publish_model(ctx, name, run_dir, ("model.pt", "model.json")), "metrics": dict(summary)}
+
+
+# ----------------------------------------------------------------------------------------- judging models
+
+
+@job_task("analyze")
+def analyze_job(ctx: JobContext, *, model: str, dataset: str, name: str | None = None,
+                options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Judge an embedder with issue 6's analysis (t-SNE, distance boxplots, medoid table, warnings) and publish
+    the HTML report as ``reports/<name>``."""
+    analyze = _core("training.analysis", "analyze", 6, "model analysis")
+    write_report = _core("training.analysis", "write_report", 6, "model analysis")
+    name = name or f"analysis-{Path(model).name}"
+    staging = _job_staging(ctx, "reports", name, seed_from_current=False)
+    result = analyze(model, dataset, **(options or {}))
+    write_report(result, staging)
+    version = _publish(ctx, "reports", name, staging, {})
+    path = ctx.store.dir("reports", name) / str(version)
+    return {"outputs": {"report": f"reports/{name}/{version}", "path": str(path)},
+            "metrics": getattr(result, "metrics", {}) if not isinstance(result, dict) else result.get("metrics", {})}
+
+
+@job_task("evaluate")
+def evaluate_job(ctx: JobContext, *, model: str, pairs: str, data: str, folds: int = 10) -> dict[str, Any]:
+    """LFW-protocol verification of a model on a pairs file (issue 3's ``iznet.evaluation``)."""
+    evaluate_pairs = _core("iznet.evaluation", "evaluate_pairs", 3, "pair evaluation")
+    report = evaluate_pairs(model, pairs, data, folds=folds)
+    report = {k: v for k, v in dict(report).items() if k != "roc"}
+    return {"outputs": {"model": model, "pairs": pairs}, "metrics": report}
+
+
+# -------------------------------------------------------------------------------------------- re-indexing
+
+
+@job_task("reindex")
+def reindex_job(ctx: JobContext, *, gallery: str, model: str, model_digest: str | None = None,
+                batch_size: int = 256) -> dict[str, Any]:
+    """Re-embed every exemplar of ``galleries/<gallery>`` with ``model`` in batches, checkpointing each
+    batch in this job's work folder (a redelivered job goes on from there), and publish the new gallery
+    version atomically (one CURRENT switch) when complete, with issue 5's gallery core."""
+    reindex = _core("iznet.gallery", "reindex", 5, "gallery re-indexing")
+    report = reindex(ctx.store.root, gallery, model, batch_size=batch_size, work_dir=ctx.work_dir,
+                     progress=lambda done, total: ctx.progress(done, total, phase="re-embedding", unit="exemplars"))
+    report = dict(report)
+    return {"outputs": {"gallery": f"galleries/{gallery}/{report.get('version')}", "model": model,
+                        "model_digest": model_digest},
+            "metrics": {k: v for k, v in report.items() if k != "version"}}
+
