@@ -49,7 +49,7 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.02):
 
 def test_submit_follow_and_finish_a_dataset_job(env, store, photos, start_worker):
     worker = start_worker()
-    assert "queues cpu,gpu; device: CPU only" in worker.text()  # says which device it uses
+    assert "iznet worker ready: queues cpu,gpu" in worker.text()
 
     run = iznet("jobs", "submit", "dataset", str(photos), "faces", "--set", "folds=2", "--set", "pairs_per_fold=5",
                 "--follow", env=env)
@@ -73,6 +73,7 @@ def test_submit_follow_and_finish_a_dataset_job(env, store, photos, start_worker
     assert record["state"] == "SUCCESS" and record["outputs"]["dataset"] == "datasets/faces/1"
     assert record["attempts"][0]["ended"] == "succeeded" and record["metrics"]["by_split"]["train"] > 0
 
+    assert "iznet worker device: CPU only" in worker.text()  # says which device it uses (no GPU here)
     listed = iznet("jobs", "list", env=env)
     assert job_id in listed.stdout and "SUCCESS" in listed.stdout and "datasets/faces/1" in listed.stdout
 

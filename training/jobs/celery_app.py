@@ -85,13 +85,20 @@ def device_description() -> tuple[str, str]:
 @signals.worker_ready.connect
 def _announce(sender=None, **_kwargs) -> None:
     queues = sorted(sender.app.amqp.queues.consume_from) if sender is not None else []
-    _device, text = device_description()
-    msg = f"iznet worker ready: queues {','.join(queues) or '?'}; device: {text}; broker {_redacted(settings.redis_url())}"
+    msg = f"iznet worker ready: queues {','.join(queues) or '?'}; broker {_redacted(settings.redis_url())}"
     log.warning(msg)
     print(msg, flush=True)
     from training.jobs.recovery import start_recovery_thread
 
     threading.Thread(target=start_recovery_thread, args=(settings.redis_url(),), daemon=True).start()
+    threading.Thread(target=_announce_device, daemon=True).start()  # importing torch takes seconds
+
+
+def _announce_device() -> None:
+    _device, text = device_description()
+    msg = f"iznet worker device: {text}"
+    log.warning(msg)
+    print(msg, flush=True)
 
 
 def _redacted(url: str) -> str:
