@@ -132,3 +132,17 @@ def test_cli_builds_and_reports_user_mistakes_without_traceback(src, tmp_path, c
     assert iznet(["data", "build", str(tmp_path / "missing"), str(dst)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "no such folder" in err and "Traceback" not in err
+
+
+def test_fallback_centre_box_keeps_portraits_the_teacher_misses(shared_data, tmp_path):
+    src = tmp_path / "src" / "Someone"
+    src.mkdir(parents=True)
+    scene = sorted((shared_data / "detection" / "nonface_scenes").glob("*.jpg"))[0]
+    shutil.copy(scene, src / "Someone_0001.jpg")
+    dst = tmp_path / "ds"
+    report = build_dataset(src.parent, dst, BuildConfig(fallback_center=0.46), workers=1, progress=False)
+    (rec,) = load_manifest(dst)
+    assert report.counts["kept"] == 1 and rec["status"] == "kept" and "fallback" in rec
+    w, h = rec["image_wh"]
+    x1, y1, x2, y2 = rec["box"]
+    assert abs((x1 + x2) / 2 - w / 2) < 1 and abs((x2 - x1) - 0.46 * min(w, h)) < 1

@@ -53,13 +53,16 @@ def data() -> None:
               help="Same-person pairs (and as many different-person pairs) per fold, at most.")
 @click.option("--max-pixels", type=click.IntRange(1), default=64_000_000, show_default=True,
               help="Refuse photos larger than this many pixels (listed as unreadable).")
+@click.option("--fallback-center", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="For sets of pre-cropped portraits such as LFW: when no face is found, use a centred square "
+                   "of this fraction of the shorter side (LFW: 0.46) instead of skipping. 0 = off.")
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True,
               help="Processes to use; 0 means one per core.")
 @click.option("--rebuild", is_flag=True, help="Forget DST's manifest and build it again from scratch.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def build(src: Path, dst: Path, teacher: str, size: int, margin: float, align: bool, min_face: int,
           dedup_bits: int, split_by: str, ratios, seed: int, folds: int, pairs_per_fold: int, max_pixels: int,
-          workers: int, rebuild: bool, quiet: bool) -> None:
+          fallback_center: float, workers: int, rebuild: bool, quiet: bool) -> None:
     """Turn SRC (one folder of photos per person) into an aligned face dataset in DST.
 
     Each photo: detect faces with the teacher, keep the person's face (the largest and most central, the
@@ -74,7 +77,7 @@ def build(src: Path, dst: Path, teacher: str, size: int, margin: float, align: b
         raise UserInputError("DST must be another folder than SRC")
     cfg = BuildConfig(teacher=teacher, size=size, margin=margin, align=align, min_face=min_face,
                       dedup_bits=dedup_bits, split_by=split_by, ratios=ratios, seed=seed, folds=folds,
-                      pairs_per_fold=pairs_per_fold, max_pixels=max_pixels)
+                      pairs_per_fold=pairs_per_fold, max_pixels=max_pixels, fallback_center=fallback_center)
     report = build_dataset(src, dst, cfg, workers=workers, rebuild=rebuild, progress=not quiet)
     c = report.counts
     click.echo(f"{report.dst}: {report.scanned} photos, {report.processed} processed in {report.seconds:.1f}s")

@@ -24,6 +24,7 @@ import json
 import os
 import random
 import re
+import shutil
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -66,8 +67,12 @@ class BuildConfig:
     folds: int = 10
     pairs_per_fold: int = 300
     max_pixels: int = DEFAULT_MAX_PIXELS
+    #: For sets of pre-cropped portraits (LFW): when the teacher finds no face, assume a centred square box of
+    #: this fraction of the shorter side instead of skipping the photo. 0 turns it off.
+    fallback_center: float = 0.0
 
-    FIXED = ("teacher", "size", "margin", "align", "min_face", "dedup_bits", "split_by", "ratios", "seed")
+    FIXED = ("teacher", "size", "margin", "align", "min_face", "dedup_bits", "split_by", "ratios", "seed",
+             "fallback_center")
 
     def __post_init__(self) -> None:
         if self.split_by not in ("image", "identity"):
@@ -76,6 +81,8 @@ class BuildConfig:
             raise UserInputError(f"split ratios must be three non-negative numbers summing to 1, got {self.ratios}")
         if self.size < 16:
             raise UserInputError(f"crop size {self.size} is too small (at least 16)")
+        if not 0 <= self.fallback_center <= 1:
+            raise UserInputError(f"fallback_center {self.fallback_center} must be between 0 and 1")
         if not 0 <= self.margin <= 2:
             raise UserInputError(f"margin {self.margin} must be between 0 and 2")
         if self.folds < 1 or self.pairs_per_fold < 1:
@@ -179,6 +186,10 @@ def process_photo(task: tuple[str, str, str, int, int, dict[str, Any]]) -> dict[
     if padded:
         rec["padded"] = True
     rec["faces_found"] = len(faces)
+    if not faces and cfg.get("fallback_center"):
+        side = cfg["fallback_center"] * min(w, h)
+        faces = [FaceBox((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2, 0.0)]
+        rec["fallback"] = "centre box: the teacher found no face"
     if not faces:
         return {**rec, "status": "skipped", "reason": "no_face",
                 "detail": f"the {cfg['teacher']} teacher found no face of at least {cfg['min_face']}px"}
@@ -236,6 +247,20 @@ def assign_splits(records: list[dict[str, Any]], cfg: BuildConfig) -> None:
             counts[r["split"]] += 1
 
 
+def _fold_groups(images: dict[str, list[int]], people: list[str], eligible: list[str], k: int, per_fold: int):
+    """Deal people into k folds (those with 2+ faces first, so each fold gets some); the same-person pairs
+    each fold can give, and the n every fold can afford."""
+    groups: list[list[str]] = [[] for _ in range(k)]
+    for i, p in enumerate(eligible):
+        groups[i % k].append(p)
+    for i, p in enumerate(p for p in people if len(images[p]) < 2):
+        groups[i % k].append(p)
+    same_pool = [[(p, a, b) for p in g if len(images[p]) >= 2 for a, b in combinations(sorted(images[p]), 2)]
+                 for g in groups]
+    diff_cap = [sum(len(images[p]) * len(images[q]) for p, q in combinations(g, 2)) for g in groups]
+    return groups, same_pool, min(per_fold, *(len(s) for s in same_pool), *diff_cap)
+
+
 def make_pairs(
     images: dict[str, list[int]], folds: int, per_fold: int, seed: int
 ) -> tuple[list[tuple[list[Pair], list[Pair]]], str]:
@@ -250,15 +275,15 @@ def make_pairs(
     if len(people) < 2 or not eligible:
         return [], (f"needs 2+ people, one of them with 2+ faces in this split (has {len(people)} people, "
                     f"{len(eligible)} with 2+); splitting by identity, or larger dev/test ratios, gives pairs")
-    k = max(1, min(folds, len(eligible), len(people) // 2))
-    groups: list[list[str]] = [[] for _ in range(k)]
-    for i, p in enumerate(eligible):
-        groups[i % k].append(p)
-    for i, p in enumerate(p for p in people if len(images[p]) < 2):
-        groups[i % k].append(p)
-    same_pool = [[(p, a, b) for p in g if len(images[p]) >= 2 for a, b in combinations(sorted(images[p]), 2)] for g in groups]
-    diff_cap = [sum(len(images[p]) * len(images[q]) for p, q in combinations(g, 2)) for g in groups]
-    n = min(per_fold, *(len(s) for s in same_pool), *diff_cap)
+    # Every fold must hold the same number n of each kind, so more folds can mean fewer pairs in all:
+    # take the number of folds (at least 2 when possible, for k-fold thresholds) that yields the most pairs.
+    kmax = max(1, min(folds, len(eligible), len(people) // 2))
+    best: tuple[int, int, list, list] | None = None
+    for k in range(min(2, kmax), kmax + 1):
+        groups, same_pool, n = _fold_groups(images, people, eligible, k, per_fold)
+        if best is None or k * n > best[0] * best[1]:
+            best = (k, n, groups, same_pool)
+    k, n, groups, same_pool = best
     if n == 0:
         return [], "some fold has no different-person pair (too few people)"
     out = []
@@ -378,9 +403,10 @@ def build_dataset(
     started = time.perf_counter()
     src, dst = Path(src), Path(dst)
     found = scan_source(src)
-    if rebuild and (dst / MANIFEST).exists():
-        (dst / MANIFEST).unlink()
-        (dst / INFO).unlink(missing_ok=True)
+    if rebuild and (dst / INFO).exists():
+        for name in (MANIFEST, INFO, "pairs_dev.txt", "pairs_test.txt"):
+            (dst / name).unlink(missing_ok=True)
+        shutil.rmtree(dst / FACES, ignore_errors=True)
     _check_compatible(dst, cfg)
     dst.mkdir(parents=True, exist_ok=True)
     old = {r["source"]: r for r in load_manifest(dst)}
