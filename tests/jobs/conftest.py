@@ -98,3 +98,35 @@ def photos(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("people")
     make_people(root, people=8, photos=8, seed=3, size=128)
     return root
+
+
+@pytest.fixture(scope="session")
+def face_crops(tmp_path_factory):
+    """Aligned-looking face crops of 8 generated people (4 drawings each, many cheap variations of them)."""
+    import numpy as np
+
+    from iznet.synthetic import draw_face, make_person
+
+    rng = np.random.default_rng(5)
+    people = {f"P{i}": [draw_face(p, rng, 128) for _ in range(4)]
+              for i, p in enumerate(make_person(rng, f"P{i}") for i in range(8))}
+    return people
+
+
+def make_gallery(store: Path, name: str, crops: dict, n: int, model: str = "baseline-pixels") -> int:
+    """A gallery of ``n`` exemplars with stored crops, built with ``model``; returns its version."""
+    import numpy as np
+
+    from iznet.gallery import GalleryStore, make_embedder
+
+    emb = make_embedder(model)
+    gs = GalleryStore(store)
+    g = gs.create(name, emb.version)
+    names = sorted(crops)
+    per = n // len(names)
+    for k, person in enumerate(names):
+        base = crops[person]
+        batch = [np.clip(np.roll(base[i % len(base)], (i // len(base)) % 7 - 3, axis=1).astype(np.int16)
+                         + (i % 11) - 5, 0, 255).astype(np.uint8) for i in range(per + (n % len(names) if k == 0 else 0))]
+        g.add_exemplars(person, emb.embed(batch), batch)
+    return gs.save(g, action="enroll")

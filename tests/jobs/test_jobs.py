@@ -16,6 +16,8 @@ import redis as redis_py
 from iznet.store import ArtifactStore
 from training.jobs.client import Jobs
 
+from .conftest import make_gallery
+
 pytestmark = pytest.mark.timeout(180)
 
 PHOTOS = 64  # the `photos` fixture: 8 generated people x 8 photos
@@ -139,26 +141,69 @@ def test_cancel_stops_a_running_job_and_publishes_nothing(env, store, photos, st
     assert ArtifactStore(store).versions("datasets", "faces") == []
 
 
-def test_the_same_reindex_submitted_twice_is_one_job(env, store, tmp_path, start_worker):
-    jobs = Jobs()
-    model = tmp_path / "model.pt"
-    model.write_bytes(b"weights v2")
-    a = iznet("jobs", "submit", "reindex", "friends", str(model), env=env)
-    b = iznet("jobs", "submit", "reindex", "friends", str(model), env=env)
+def test_the_same_reindex_submitted_twice_is_built_once(env, store, face_crops, start_worker):
+    make_gallery(store, "friends", face_crops, 64, model="baseline-pixels")
+    a = iznet("jobs", "submit", "reindex", "friends", "baseline-lbp", env=env)
+    b = iznet("jobs", "submit", "reindex", "friends", "baseline-lbp", env=env)
     job_a = a.stdout.split("submitted reindex job ")[1].split()[0]
     assert f"already job {job_a} (not submitted twice)" in b.stdout
     assert redis_py.Redis.from_url(env["IZNET_REDIS_URL"]).llen("cpu") == 1  # one message queued, not two
-    model.write_bytes(b"weights v3")  # another model is another re-index
-    job_c, new = jobs.submit("reindex", {"gallery": "friends", "model": str(model)},
-                             key="reindex:friends:" + __import__("training.jobs.client", fromlist=["x"]).file_digest(model))
-    assert new and job_c != job_a
 
     start_worker()
-    st = jobs.wait(job_a, timeout=60)
-    # Until issue 5's gallery lands, the re-index task fails with a clear reason (and may then be resubmitted).
-    assert st["state"] == "FAILURE" and "not available yet: needs issue 5" in st["error"]
-    again = iznet("jobs", "submit", "reindex", "friends", str(model.with_name("other.pt")), env=env)
-    assert "submitted reindex job" in again.stdout
+    st = Jobs().wait(job_a, timeout=60)
+    assert st["state"] == "SUCCESS", st
+    assert st["outputs"]["gallery"] == "galleries/friends/2" and st["metrics"]["embedded"] == 64
+    # Done: the same re-index again is still that job, and nothing new is built.
+    c = iznet("jobs", "submit", "reindex", "friends", "baseline-lbp", env=env)
+    assert f"already job {job_a}" in c.stdout
+    assert ArtifactStore(store).versions("galleries", "friends") == [1, 2]
+
+
+def test_reindex_survives_a_killed_worker_while_labels_keep_working_and_switch_once(env, store, photos, face_crops,
+                                                                                    start_worker):
+    from iznet.gallery import GalleryStore
+    from iznet.pipeline import Pipeline
+
+    make_gallery(store, "friends", face_crops, 600, model="baseline-pixels")
+    probe = sorted(photos.rglob("*.jpg"))[0]
+    jobs = Jobs()
+    first = start_worker(name="doomed")
+    job_id, _ = jobs.submit("reindex", {"gallery": "friends", "model": "baseline-lbp", "batch_size": 30})
+    work = store / "jobs" / f"{job_id}.work" / "reindex"
+
+    # Label requests all along: each answered by one consistent (model, gallery) pair; the service-side
+    # pipeline is rebuilt when CURRENT moves (as a gallery service does on publish).
+    seen: list[tuple[int, str, str]] = []
+    gs = GalleryStore(store)
+    pipe, current = None, None
+    killed = second = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        v = gs.current_version("friends")
+        if v != current:
+            pipe, current = Pipeline.from_store(store, "friends"), v
+        res = pipe.label(probe)
+        assert res.faces, "the probe photo has a face"
+        seen.append((res.gallery["version"], res.gallery["model"]["digest"], res.embedder["digest"]))
+        if killed is None and len(list(work.glob("batch-*.npy"))) >= 3:
+            first.kill()  # mid re-index: some batches are saved, the new version is not published
+            killed = len(list(work.glob("batch-*.npy")))
+            second = start_worker(name="rescuer")
+        if jobs.state(job_id) in ("SUCCESS", "FAILURE") and seen[-1][0] == 2:
+            break
+    final = jobs.status(job_id)
+    assert killed is not None and final["state"] == "SUCCESS", final
+    m = final["metrics"]
+    assert m["reused"] >= killed * 30 and m["reused"] + m["embedded"] == m["exemplars"] == 600
+    assert final["attempts"] == 2 and "redelivered job " + job_id in second.text()
+
+    # Every answer was consistent, and the switch from version 1 to 2 happened once, at one point in time.
+    assert all(g == e for _, g, e in seen)
+    versions = [v for v, _, _ in seen]
+    assert versions[0] == 1 and versions[-1] == 2 and versions == sorted(versions)
+    assert sum(1 for a, b in zip(versions, versions[1:]) if a != b) == 1
+    assert versions.count(1) >= 3, "labels were answered while the re-index ran"
+    assert GalleryStore(store).load("friends").model["name"] == "baseline-lbp"
 
 
 def test_user_mistakes_are_one_line_errors(env, tmp_path):

@@ -12,6 +12,7 @@ import importlib
 import json
 import shutil
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -234,17 +235,75 @@ def evaluate_job(ctx: JobContext, *, model: str, pairs: str, data: str, folds: i
 # -------------------------------------------------------------------------------------------- re-indexing
 
 
+class _ResumableEmbedder:
+    """Wraps the new model for :func:`iznet.gallery.reindex`: each batch's vectors are saved in the job's work
+    folder (named by batch number and a hash of its crops), so a redelivered re-index reuses every batch done
+    before its worker died; each batch also reports progress (and notices a cancel)."""
+
+    def __init__(self, inner, folder: Path, total: int, ctx: JobContext):
+        self.inner, self.folder, self.total, self.ctx = inner, folder, total, ctx
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.batch = 0
+        self.done = 0
+        self.reused = 0
+        self.embedded = 0
+
+    def __getattr__(self, name: str):  # input_size, version, ...
+        return getattr(self.inner, name)
+
+    def embed(self, crops):
+        import hashlib
+
+        import numpy as np
+
+        h = hashlib.sha1()
+        for c in crops:
+            h.update(str(c.shape).encode())
+            h.update(np.ascontiguousarray(c).tobytes())
+        path = self.folder / f"batch-{self.batch:06d}-{h.hexdigest()[:16]}.npy"
+        if path.exists():
+            vecs = np.load(path)
+            self.reused += len(crops)
+        else:
+            vecs = np.asarray(self.inner.embed(crops), dtype=np.float32)
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
+            with open(tmp, "wb") as fh:
+                np.save(fh, vecs)
+            tmp.replace(path)
+            self.embedded += len(crops)
+        self.batch += 1
+        self.done += len(crops)
+        self.ctx.progress(self.done, self.total, phase="re-embedding", unit="exemplars",
+                          metric={"reused": self.reused})
+        return vecs
+
+
 @job_task("reindex")
 def reindex_job(ctx: JobContext, *, gallery: str, model: str, model_digest: str | None = None,
                 batch_size: int = 256) -> dict[str, Any]:
-    """Re-embed every exemplar of ``galleries/<gallery>`` with ``model`` in batches, checkpointing each
-    batch in this job's work folder (a redelivered job goes on from there), and publish the new gallery
-    version atomically (one CURRENT switch) when complete, with issue 5's gallery core."""
+    """Re-embed every stored exemplar of ``galleries/<gallery>`` with ``model`` in batches through issue 5's
+    :func:`iznet.gallery.reindex`, which publishes the new gallery version in one atomic CURRENT switch when
+    complete (never half-switched). Batches done before a worker died are reused after the redelivery; a
+    gallery already indexed with this model is not indexed again."""
     reindex = _core("iznet.gallery", "reindex", 5, "gallery re-indexing")
-    report = reindex(ctx.store.root, gallery, model, batch_size=batch_size, work_dir=ctx.work_dir,
-                     progress=lambda done, total: ctx.progress(done, total, phase="re-embedding", unit="exemplars"))
-    report = dict(report)
-    return {"outputs": {"gallery": f"galleries/{gallery}/{report.get('version')}", "model": model,
+    make_embedder = _core("iznet.gallery", "make_embedder", 5, "gallery re-indexing")
+    GalleryStore = _core("iznet.gallery", "GalleryStore", 5, "gallery re-indexing")
+    started = time.perf_counter()
+    gstore = GalleryStore(ctx.store)
+    embedder = make_embedder(model)
+    current = gstore.load(gallery)
+    digest = str(embedder.version.get("digest"))
+    if current.model.get("digest") == digest:
+        return {"outputs": {"gallery": f"galleries/{gallery}/{current.version}", "model": model,
+                            "model_digest": model_digest, "note": "already indexed with this model; nothing to do"},
+                "metrics": {"exemplars": len(current.exemplars), "embedded": 0, "reused": 0, "seconds": 0.0}}
+    wrapped = _ResumableEmbedder(embedder, ctx.work_dir / "reindex", len(current.exemplars), ctx)
+    old, new = reindex(gstore, gallery, wrapped, make_current=True, batch=batch_size)
+    seconds = time.perf_counter() - started
+    shutil.rmtree(ctx.work_dir, ignore_errors=True)
+    return {"outputs": {"gallery": f"galleries/{gallery}/{new}", "previous": f"galleries/{gallery}/{old}",
+                        "path": str(ctx.store.dir("galleries", gallery) / str(new)), "model": model,
                         "model_digest": model_digest},
-            "metrics": {k: v for k, v in report.items() if k != "version"}}
-
+            "metrics": {"exemplars": wrapped.done, "embedded": wrapped.embedded, "reused": wrapped.reused,
+                        "batches": wrapped.batch, "batch_size": batch_size, "seconds": round(seconds, 2),
+                        "exemplars_per_s": round(wrapped.done / seconds, 1) if seconds > 0 else None}}
