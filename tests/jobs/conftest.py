@@ -94,9 +94,9 @@ def start_worker(env, tmp_path):
 
 @pytest.fixture(scope="session")
 def photos(tmp_path_factory) -> Path:
-    """Generated people (OpenCV's Haar cascade finds most of their faces): 8 people x 8 photos."""
+    """Generated people (OpenCV's Haar cascade finds most of their faces): 8 people x 5 photos."""
     root = tmp_path_factory.mktemp("people")
-    make_people(root, people=8, photos=8, seed=3, size=128)
+    make_people(root, people=8, photos=5, seed=3, size=128)
     return root
 
 
