@@ -21,6 +21,8 @@ from iznet.errors import IZNetError
 COMMANDS: dict[str, str] = {
     "data": "iznet.cli.data:data",
     "demo": "iznet.cli.demo:demo",
+    "embed": "iznet.cli.embed:embed",
+    "evaluate": "iznet.cli.embed:evaluate",
     "gallery": "iznet.cli.gallery:gallery",
     "label": "iznet.cli.gallery:label",
     "jobs": "iznet.cli.jobs:jobs",
