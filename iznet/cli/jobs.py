@@ -148,14 +148,17 @@ def submit_analyze(ctx, model: str, dataset: str, name, sets, queue, follow) -> 
 
 @submit.command("evaluate")
 @click.argument("model")
-@click.argument("pairs")
-@click.argument("data")
-@click.option("--folds", type=click.IntRange(2), default=10, show_default=True, help="Cross-validation folds.")
+@click.option("--pairs", required=True, help="LFW-format pairs file.")
+@click.option("--data", default=None, help="Faces root the pairs resolve against [the pairs file's folder].")
+@click.option("--folds", default=None, help="Only these folds of the pairs file, e.g. 5 [all].")
+@click.option("--name", default=None, help="Report name (reports/NAME) [default: evaluation-<model>].")
 @_common
 @click.pass_context
-def submit_evaluate(ctx, model: str, pairs: str, data: str, folds: int, queue, follow) -> None:
-    """LFW-protocol verification of MODEL on the PAIRS file over the photos in DATA."""
-    _submit(ctx, "evaluate", {"model": model, "pairs": pairs, "data": data, "folds": folds}, queue, follow)
+def submit_evaluate(ctx, model: str, pairs: str, data, folds, name, queue, follow) -> None:
+    """LFW-protocol verification of MODEL (accuracy, AUC, TAR@FAR, rank-1), published as a report."""
+    _submit(ctx, "evaluate", {"model": str(Path(model).resolve()) if Path(model).exists() else model,
+                              "pairs": str(Path(pairs).resolve()), "data": str(Path(data).resolve()) if data else None,
+                              "folds": folds, "name": name}, queue, follow)
 
 
 @submit.command("reindex")

@@ -214,3 +214,34 @@ def test_user_mistakes_are_one_line_errors(env, tmp_path):
     down = iznet("jobs", "list", env={**env, "IZNET_REDIS_URL": "redis://127.0.0.1:1/0"})
     assert down.returncode == 2 and "cannot reach Redis" in down.stderr and "redis-server" in down.stderr
     assert "Traceback" not in missing.stderr + nosrc.stderr + down.stderr
+
+
+def test_a_training_job_resumes_from_its_checkpoint_after_a_kill_and_publishes_its_model(env, store, photos,
+                                                                                          start_worker):
+    config = {"data": str(photos), "network": "small", "method": "softmax", "input_size": 32, "width": 0.5,
+              "steps": 30, "eval_every": 10, "warmup_steps": 2, "batch_size": 8, "threads": 1, "seed": 0}
+    jobs = Jobs()
+    first = start_worker(name="doomed")
+    job_id, _ = jobs.submit("train-embedder", {"name": "tiny", "config": config})
+    assert jobs.status(job_id)["queue"] == "gpu"  # training goes to the gpu queue (this worker serves both)
+    checkpoint = store / "jobs" / f"{job_id}.work" / "run" / "checkpoint.pt"
+    wait_for(checkpoint.exists, 120, "the first training checkpoint", poll=0.05)
+    first.kill()
+
+    start_worker(name="rescuer")
+    run = iznet("jobs", "follow", job_id, env=env, timeout=170)
+    assert run.returncode == 0, run.stderr[-2000:] + run.stdout
+    assert "steps" in run.stderr and "30/30" in run.stderr  # the bar followed the training steps
+    st = jobs.status(job_id)
+    assert st["state"] == "SUCCESS" and st["attempts"] == 2
+    out = st["outputs"]
+    assert out["model"] == "models/tiny/1" and out["resumed_from_step"] >= 10  # not from scratch
+    card = json.loads(Path(out["model_card"]).read_text())
+    assert card["kind"] == "embedder" and card["training"]["steps"] == 30
+    assert st["metrics"]["step"] == 30 and st["metrics"]["samples_seen"] == 30 * 8
+
+    from iznet.embedding.embedder import load_embedder
+    from iznet.imageio import read_image
+
+    vec = load_embedder(out["path"]).embed([read_image(sorted(photos.rglob("*.jpg"))[0])])
+    assert vec.shape == (1, 128)

@@ -210,7 +210,8 @@ class JobContext:
                 "unit": unit, "rate": round(rate, 3), "eta_s": None if eta is None else round(eta, 1),
                 "elapsed_s": round(elapsed, 1), "metric": metric or {},
                 "attempt": len(self.record.get("attempts", [])), **extra}
-        self.task.update_state(state=PROGRESS, meta=meta)
+        # task_id given: Celery's request is thread-local, and trainers report from a follower thread.
+        self.task.update_state(task_id=self.job_id, state=PROGRESS, meta=meta)
 
 
 def run_job(task, kind: str, body: Callable[..., dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:

@@ -172,23 +172,30 @@ def _publish_model(ctx: JobContext, name: str, run_dir: Path, files: tuple[str, 
 
 @job_task("train-embedder")
 def train_embedder_job(ctx: JobContext, *, name: str, config: dict[str, Any]) -> dict[str, Any]:
-    """Train a face embedder with issue 3's trainer (``training.trainer``), checkpointing in this job's work
-    folder (a redelivered job resumes from the last checkpoint), then publish ``models/<name>`` (weights and
-    model card) as a new version."""
+    """Train a face embedder with issue 3's trainer (``training.trainer``), its checkpoints in this job's work
+    folder (a redelivered job resumes from the last one, saved every ``eval_every`` steps), then publish
+    ``models/<name>`` (weights, model card, training log) as a new version."""
     TrainConfig = _core("training.trainer", "TrainConfig", 3, "embedder training")
-    train = _core("training.trainer", "train", 3, "embedder training")
+    Trainer = _core("training.trainer", "Trainer", 3, "embedder training")
     run_dir = ctx.work_dir / "run"
-    cfg = TrainConfig(**{**config, "out": str(run_dir), "progress": False})
+    try:
+        cfg = TrainConfig(**{**config, "out": str(run_dir), "progress": False})
+    except TypeError as exc:
+        raise UserInputError(f"bad training config: {exc}") from None
+    if not cfg.data:
+        raise UserInputError("the training config needs `data` (a folder of <person>/ photos or a built dataset)")
     resume = run_dir if (run_dir / "checkpoint.pt").exists() else None
     stop = threading.Event()
     follower = threading.Thread(target=_follow_log, args=(ctx, run_dir / "log.jsonl", cfg.steps, stop), daemon=True)
     follower.start()
     try:
-        summary = train(cfg, resume=resume)
+        trainer = Trainer(cfg, resume=resume)
+        start_step = trainer.step
+        summary = trainer.fit()
     finally:
         stop.set()
-    outputs = _publish_model(ctx, name, run_dir, ("model.pt", "model.json"))
-    outputs["resumed_from_checkpoint"] = resume is not None
+    outputs = _publish_model(ctx, name, run_dir, ("model.pt", "model.json", "log.jsonl"))
+    outputs["resumed_from_step"] = start_step if resume is not None else None
     return {"outputs": outputs, "metrics": {k: summary.get(k) for k in
                                             ("stop_reason", "step", "samples_seen", "elapsed_s", "dev",
                                              "best_dev_accuracy")}}
@@ -224,12 +231,24 @@ def analyze_job(ctx: JobContext, *, model: str, dataset: str, name: str | None =
 
 
 @job_task("evaluate")
-def evaluate_job(ctx: JobContext, *, model: str, pairs: str, data: str, folds: int = 10) -> dict[str, Any]:
-    """LFW-protocol verification of a model on a pairs file (issue 3's ``iznet.evaluation``)."""
-    evaluate_pairs = _core("iznet.evaluation", "evaluate_pairs", 3, "pair evaluation")
-    report = evaluate_pairs(model, pairs, data, folds=folds)
-    report = {k: v for k, v in dict(report).items() if k != "roc"}
-    return {"outputs": {"model": model, "pairs": pairs}, "metrics": report}
+def evaluate_job(ctx: JobContext, *, model: str, pairs: str, data: str | None = None, folds: str | None = None,
+                 name: str | None = None) -> dict[str, Any]:
+    """LFW-protocol verification (k-fold accuracy, ROC AUC, TAR@FAR, rank-1) of ``model`` on a pairs file with
+    issue 3's ``iznet evaluate``; the full report (with the ROC curve) is published as ``reports/<name>``."""
+    evaluate = _core("iznet.cli.embed", "evaluate", 3, "pair evaluation")
+    name = name or f"evaluation-{Path(model).name}"
+    staging = _job_staging(ctx, "reports", name, seed_from_current=False)
+    args = [model, "--pairs", pairs, "--json", str(staging / "report.json"), "--roc-csv", str(staging / "roc.csv")]
+    if data:
+        args += ["--data", data]
+    if folds:
+        args += ["--folds", str(folds)]
+    evaluate.main(args=args, standalone_mode=False)
+    report = json.loads((staging / "report.json").read_text())
+    version = _publish(ctx, "reports", name, staging, {})
+    path = ctx.store.dir("reports", name) / str(version)
+    return {"outputs": {"report": f"reports/{name}/{version}", "path": str(path / "report.json"), "model": model},
+            "metrics": {k: v for k, v in report.items() if k != "roc"}}
 
 
 # -------------------------------------------------------------------------------------------- re-indexing
