@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,9 +21,23 @@ pytestmark = pytest.mark.timeout(180)
 PHOTOS = 40  # the `photos` fixture: 8 generated people x 5 photos
 
 
-def iznet(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "iznet", *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **env})
+class Run:
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def iznet(capsys):
+    """Run the `iznet` command in this process (the environment comes from the `env` fixture)."""
+    from iznet.cli import main
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float | None = None) -> Run:
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return Run(code, out, err)
+
+    return run
 
 
 def manifest_lines(path: Path) -> int:
@@ -49,7 +61,7 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.02):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def test_submit_follow_and_finish_a_dataset_job(env, store, photos, start_worker):
+def test_submit_follow_and_finish_a_dataset_job(env, store, photos, start_worker, iznet):
     worker = start_worker()
     assert "iznet worker ready: queues cpu,gpu" in worker.text()
 
@@ -75,7 +87,8 @@ def test_submit_follow_and_finish_a_dataset_job(env, store, photos, start_worker
     assert record["state"] == "SUCCESS" and record["outputs"]["dataset"] == "datasets/faces/1"
     assert record["attempts"][0]["ended"] == "succeeded" and record["metrics"]["by_split"]["train"] > 0
 
-    assert "iznet worker device: CPU only" in worker.text()  # says which device it uses (no GPU here)
+    # It says which device it uses (no GPU here), once torch is imported (seconds on a busy machine).
+    assert "CPU only" in wait_for(lambda: "iznet worker device" in worker.text() and worker.text(), 120, "device")
     listed = iznet("jobs", "list", env=env)
     assert job_id in listed.stdout and "SUCCESS" in listed.stdout and "datasets/faces/1" in listed.stdout
 
@@ -117,19 +130,7 @@ def test_a_killed_worker_s_job_is_redelivered_and_resumes_from_its_checkpoint(en
     assert ArtifactStore(store).versions("datasets", "faces") == [1]
 
 
-def test_a_killed_pool_process_gives_its_job_back_at_once(env, store, photos, start_worker):
-    jobs = Jobs()
-    worker = start_worker()
-    job_id, _ = jobs.submit("dataset", {"src": str(photos), "name": "faces", "checkpoint_every": 10})
-    wait_for(lambda: manifest_lines(staging_manifest(store, "faces", job_id)) >= 10, 60, "a checkpoint")
-    for pid in worker.pool_pids():
-        os.kill(pid, 9)  # the process running the job dies; the worker lives and the job is rejected + requeued
-    final = jobs.wait(job_id, timeout=90)
-    assert final["state"] == "SUCCESS" and final["attempts"] == 2
-    assert final["metrics"]["processed"] + final["metrics"]["already_recorded"] == PHOTOS
-
-
-def test_cancel_stops_a_running_job_and_publishes_nothing(env, store, photos, start_worker):
+def test_cancel_stops_a_running_job_and_publishes_nothing(env, store, photos, start_worker, iznet):
     jobs = Jobs()
     start_worker()
     job_id, _ = jobs.submit("dataset", {"src": str(photos), "name": "faces", "checkpoint_every": 10})
@@ -137,11 +138,11 @@ def test_cancel_stops_a_running_job_and_publishes_nothing(env, store, photos, st
     run = iznet("jobs", "cancel", job_id, env=env, timeout=30)
     assert run.returncode == 0 and "REVOKED" in run.stdout
     record = json.loads((store / "jobs" / f"{job_id}.json").read_text())
-    assert record["state"] == "REVOKED" and record["attempts"][-1]["ended"] == "cancelled"
+    assert record["state"] == "REVOKED" and record["attempts"][-1]["ended"].startswith("cancelled")
     assert ArtifactStore(store).versions("datasets", "faces") == []
 
 
-def test_the_same_reindex_submitted_twice_is_built_once(env, store, face_crops, start_worker):
+def test_the_same_reindex_submitted_twice_is_built_once(env, store, face_crops, start_worker, iznet):
     make_gallery(store, "friends", face_crops, 64, model="baseline-pixels")
     a = iznet("jobs", "submit", "reindex", "friends", "baseline-lbp", env=env)
     b = iznet("jobs", "submit", "reindex", "friends", "baseline-lbp", env=env)
@@ -206,29 +207,49 @@ def test_reindex_survives_a_killed_worker_while_labels_keep_working_and_switch_o
     assert GalleryStore(store).load("friends").model["name"] == "baseline-lbp"
 
 
-def test_user_mistakes_are_one_line_errors(env, tmp_path):
+def test_user_mistakes_are_one_line_errors(env, tmp_path, iznet):
     missing = iznet("jobs", "status", "no-such-job", env=env)
     assert missing.returncode == 2 and missing.stderr.startswith("error: no job 'no-such-job'")
     nosrc = iznet("jobs", "submit", "dataset", str(tmp_path / "nope"), "faces", env=env)
     assert nosrc.returncode == 2 and "no such folder" in nosrc.stderr
-    down = iznet("jobs", "list", env={**env, "IZNET_REDIS_URL": "redis://127.0.0.1:1/0"})
+    down = iznet("jobs", "--redis-url", "redis://127.0.0.1:1/0", "list")
     assert down.returncode == 2 and "cannot reach Redis" in down.stderr and "redis-server" in down.stderr
     assert "Traceback" not in missing.stderr + nosrc.stderr + down.stderr
 
 
-def test_a_training_job_resumes_from_its_checkpoint_after_a_kill_and_publishes_its_model(env, store, photos,
-                                                                                          start_worker):
+def test_a_queued_job_can_be_cancelled_before_any_worker_takes_it(env, store, photos, iznet):
+    sub = iznet("jobs", "submit", "dataset", str(photos), "faces", env=env)
+    job_id = sub.stdout.split("submitted dataset job ")[1].split()[0]
+    assert Jobs().status(job_id)["state"] == "PENDING"
+    run = iznet("jobs", "cancel", job_id, env=env)
+    assert run.returncode == 0 and "REVOKED" in run.stdout
+    # The cancel is kept in Redis: a worker that takes the message later stops it at once.
+    assert redis_py.Redis.from_url(env["IZNET_REDIS_URL"]).exists(f"iznet:job:{job_id}:cancel")
+
+
+def test_kinds_whose_core_has_not_landed_fail_with_the_issue_they_need():
+    from iznet.errors import PreconditionError
+    from training.jobs.tasks import _core
+
+    with pytest.raises(PreconditionError, match=r"detector training is not available yet: needs issue 4"):
+        _core("training.detection.trainer", "train", 4, "detector training")
+    with pytest.raises(PreconditionError, match=r"model analysis is not available yet: needs issue 6"):
+        _core("training.analysis", "analyze", 6, "model analysis")
+
+
+def test_a_training_job_resumes_from_its_checkpoint_after_its_process_is_killed(env, store, photos, start_worker,
+                                                                                   iznet):
     config = {"data": str(photos), "network": "small", "method": "softmax", "input_size": 32, "width": 0.5,
               "steps": 30, "eval_every": 10, "warmup_steps": 2, "batch_size": 8, "threads": 1, "seed": 0}
     jobs = Jobs()
-    first = start_worker(name="doomed")
+    worker = start_worker()
     job_id, _ = jobs.submit("train-embedder", {"name": "tiny", "config": config})
     assert jobs.status(job_id)["queue"] == "gpu"  # training goes to the gpu queue (this worker serves both)
     checkpoint = store / "jobs" / f"{job_id}.work" / "run" / "checkpoint.pt"
     wait_for(checkpoint.exists, 120, "the first training checkpoint", poll=0.05)
-    first.kill()
+    for pid in worker.pool_pids():
+        os.kill(pid, 9)  # the process running the job dies; the worker lives, rejects the job and gets it back
 
-    start_worker(name="rescuer")
     run = iznet("jobs", "follow", job_id, env=env, timeout=170)
     assert run.returncode == 0, run.stderr[-2000:] + run.stdout
     assert "steps" in run.stderr and "30/30" in run.stderr  # the bar followed the training steps

@@ -96,11 +96,35 @@ class JobContext:
         waited = False
         while not self.redis.set(keys.lock(self.job_id), self.lock_value, nx=True, px=int(self.ttl * 1000)):
             waited = True
+            self._break_dead_local_lock()
             time.sleep(min(1.0, self.ttl / 4))
         if waited:
             self.record = read_record(self.store.root, self.job_id) or self.record
         self._heartbeat = threading.Thread(target=self._beat, name=f"heartbeat-{self.job_id}", daemon=True)
         self._heartbeat.start()
+
+    def _break_dead_local_lock(self) -> None:
+        """A lock held by a process of this host that no longer exists (a pool process killed; Celery gave the
+        job back at once) need not run out its time to live."""
+        key = keys.lock(self.job_id)
+        holder = self.redis.get(key)
+        if not holder:
+            return
+        text = holder.decode()
+        if not text.startswith("done:"):  # a finished run's lock is free to take at once
+            host, _, rest = text.partition(":")
+            pid = rest.split(":", 1)[0]
+            if host != socket.gethostname() or not pid.isdigit():
+                return
+            try:
+                os.kill(int(pid), 0)
+                return  # alive
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                return
+        self.redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+                        "return 0", 1, key, holder)
 
     def _beat(self) -> None:
         key = keys.lock(self.job_id)
@@ -112,10 +136,14 @@ class JobContext:
                 pass  # Redis away for a moment; the next beat tries again
 
     def _release(self) -> None:
+        """Mark the lock done rather than delete it: Celery acknowledges the message only after this returns,
+        and until then the recovery sweep must not take the finished job for an orphan. It expires by itself."""
         self._stop.set()
         try:
-            if self.redis.get(keys.lock(self.job_id)) == self.lock_value.encode():
-                self.redis.delete(keys.lock(self.job_id))
+            self.redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                            "return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end return 0",
+                            1, keys.lock(self.job_id), self.lock_value, "done:" + self.lock_value,
+                            int(self.ttl * 2000))
         except redis.RedisError:
             pass
 
@@ -184,8 +212,8 @@ class JobContext:
         self._end(states.FAILURE, "failed", error=detail,
                   traceback=None if isinstance(exc, IZNetError) else traceback.format_exc(limit=20))
 
-    def cancelled(self) -> None:
-        self._end(states.REVOKED, "cancelled", error="cancelled by request")
+    def cancelled(self, how: str = "cancelled") -> None:
+        self._end(states.REVOKED, how, error="cancelled by request")
 
     # ------------------------------------------------------------------------------------------- progress
 
@@ -214,6 +242,13 @@ class JobContext:
         self.task.update_state(task_id=self.job_id, state=PROGRESS, meta=meta)
 
 
+def _cancel_requested(ctx: JobContext) -> bool:
+    try:
+        return bool(ctx.redis.exists(keys.cancel(ctx.job_id)))
+    except redis.RedisError:
+        return False
+
+
 def run_job(task, kind: str, body: Callable[..., dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
     ctx = JobContext(task, kind, params)
     try:
@@ -228,7 +263,10 @@ def run_job(task, kind: str, body: Callable[..., dict[str, Any]], params: dict[s
         raise Ignore() from None
     except BaseException as exc:
         if ctx.record:
-            ctx.fail(exc)
+            if _cancel_requested(ctx):  # stopped by `iznet jobs cancel` terminating the process
+                ctx.cancelled(f"cancelled ({type(exc).__name__})")
+            else:
+                ctx.fail(exc)
         raise
     finally:
         ctx._release()
