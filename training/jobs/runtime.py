@@ -66,6 +66,7 @@ class JobContext:
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self._started = time.monotonic()
+        self._phase: tuple[str | None, float, int] = (None, self._started, 0)  # (phase, since, done then)
         self._last_update = 0.0
         self._device: str | None = None
 
@@ -232,7 +233,10 @@ class JobContext:
         self._last_update = now
         self.check_cancelled()
         elapsed = now - self._started
-        rate = done / elapsed if elapsed > 0 and done else 0.0
+        if self._phase[0] != phase:  # the rate (and ETA) of a phase counts from its first report
+            self._phase = (phase, now, done)
+        _, since, done0 = self._phase
+        rate = (done - done0) / (now - since) if now > since and done > done0 else 0.0
         eta = (total - done) / rate if rate > 0 and total is not None else None
         meta = {"job": self.job_id, "kind": self.kind, "phase": phase or self.kind, "done": done, "total": total,
                 "unit": unit, "rate": round(rate, 3), "eta_s": None if eta is None else round(eta, 1),
