@@ -38,6 +38,7 @@ import cv2
 from iznet.data.align import DEFAULT_MARGIN, DEFAULT_SIZE, align_face, choose_face, find_eyes
 from iznet.data.pairs import Pair, write_pairs
 from iznet.detection.find import detect_faces
+from iznet.detection.types import FaceBox
 from iznet.data.phash import from_hex, hamming, phash, to_hex
 from iznet.errors import IZNetError, NotFoundError, PreconditionError, UserInputError
 from iznet.imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, decode_image, encode_image
