@@ -19,6 +19,7 @@ from iznet import __version__
 from iznet.errors import IZNetError
 
 COMMANDS: dict[str, str] = {
+    "analyze": "iznet.cli.analyze:analyze",
     "data": "iznet.cli.data:data",
     "demo": "iznet.cli.demo:demo",
     "embed": "iznet.cli.embed:embed",
