@@ -141,9 +141,12 @@ def submit_train_detector(ctx, name: str, config_file, sets, queue, follow) -> N
 @_common
 @click.pass_context
 def submit_analyze(ctx, model: str, dataset: str, name, sets, queue, follow) -> None:
-    """Judge MODEL on DATASET: t-SNE, distance boxplots, medoid table, warnings, as an HTML report."""
-    _submit(ctx, "analyze", {"model": model, "dataset": dataset, "name": name,
-                             "options": _load_config(None, sets)}, queue, follow)
+    """Judge MODEL on DATASET: t-SNE, distance boxplots, medoid table, warnings, as an HTML report.
+
+    --set takes make_report's options: tsne=false, perplexity=150, iterations=5000, split=test, people=20, ..."""
+    _submit(ctx, "analyze", {"model": str(Path(model).resolve()) if Path(model).exists() else model,
+                             "dataset": str(Path(dataset).resolve()) if Path(dataset).exists() else dataset,
+                             "name": name, "options": _load_config(None, sets)}, queue, follow)
 
 
 @submit.command("evaluate")

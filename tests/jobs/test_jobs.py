@@ -234,7 +234,7 @@ def test_kinds_whose_core_has_not_landed_fail_with_the_issue_they_need():
     with pytest.raises(PreconditionError, match=r"detector training is not available yet: needs issue 4"):
         _core("training.detection.trainer", "train", 4, "detector training")
     with pytest.raises(PreconditionError, match=r"model analysis is not available yet: needs issue 6"):
-        _core("training.analysis", "analyze", 6, "model analysis")
+        _core("training.analysis", "no_such_function", 6, "model analysis")
 
 
 def test_a_training_job_resumes_from_its_checkpoint_after_its_process_is_killed(env, store, photos, start_worker,
@@ -266,3 +266,11 @@ def test_a_training_job_resumes_from_its_checkpoint_after_its_process_is_killed(
 
     vec = load_embedder(out["path"]).embed([read_image(sorted(photos.rglob("*.jpg"))[0])])
     assert vec.shape == (1, 128)
+
+    # Judge the new model as a job too: the analysis report is published and linked from the result.
+    run = iznet("jobs", "submit", "analyze", out["path"], str(photos), "--name", "tiny-report",
+                "--set", "tsne=false", "--follow", env=env)
+    assert run.returncode == 0, run.stdout + run.stderr[-2000:]
+    assert "output report: reports/tiny-report/1" in run.stdout
+    html = ArtifactStore(store).current("reports", "tiny-report") / "index.html"
+    assert html.is_file() and "IZ*Net analysis" in html.read_text()

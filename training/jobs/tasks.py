@@ -216,18 +216,28 @@ def train_detector_job(ctx: JobContext, *, name: str, config: dict[str, Any]) ->
 @job_task("analyze")
 def analyze_job(ctx: JobContext, *, model: str, dataset: str, name: str | None = None,
                 options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Judge an embedder with issue 6's analysis (t-SNE, distance boxplots, medoid table, warnings) and publish
-    the HTML report as ``reports/<name>``."""
-    analyze = _core("training.analysis", "analyze", 6, "model analysis")
-    write_report = _core("training.analysis", "write_report", 6, "model analysis")
+    """Judge an embedder with issue 6's ``make_report`` (t-SNE, distance boxplots, medoid table, warnings,
+    verification on pairs) on the faces of ``dataset``, and publish the HTML report as ``reports/<name>``."""
+    make_report = _core("training.analysis", "make_report", 6, "model analysis")
     name = name or f"analysis-{Path(model).name}"
-    staging = _job_staging(ctx, "reports", name, seed_from_current=False)
-    result = analyze(model, dataset, **(options or {}))
-    write_report(result, staging)
-    version = _publish(ctx, "reports", name, staging, {})
-    path = ctx.store.dir("reports", name) / str(version)
-    return {"outputs": {"report": f"reports/{name}/{version}", "path": str(path)},
-            "metrics": getattr(result, "metrics", {}) if not isinstance(result, dict) else result.get("metrics", {})}
+    done = _published_by(ctx, "reports", name)
+    if done is None:
+        staging = _job_staging(ctx, "reports", name, seed_from_current=False)
+        ctx.progress(0, None, phase="analysing", force=True)
+        try:
+            result, _index = make_report(staging, model=model, data=dataset, progress=False, **(options or {}))
+        except TypeError as exc:
+            raise UserInputError(f"bad analysis options: {exc}") from None
+        summary = result.to_dict()
+        metrics = {k: summary.get(k) for k in ("nearest_medoid_accuracy", "verification", "collapse_stats", "summary")}
+        metrics["warnings"] = [str(getattr(w, "message", w)) for w in result.warnings]
+        done = _publish(ctx, "reports", name, staging, {"metrics": metrics})
+    else:
+        metrics = json.loads((ctx.store.dir("reports", name) / str(done) / JOB_MARKER).read_text()).get("metrics", {})
+    path = ctx.store.dir("reports", name) / str(done)
+    return {"outputs": {"report": f"reports/{name}/{done}", "path": str(path), "html": str(path / "index.html"),
+                        "model": model},
+            "metrics": metrics}
 
 
 @job_task("evaluate")
