@@ -232,7 +232,7 @@ def test_kinds_whose_core_has_not_landed_fail_with_the_issue_they_need():
     from training.jobs.tasks import _core
 
     with pytest.raises(PreconditionError, match=r"detector training is not available yet: needs issue 4"):
-        _core("training.detection.trainer", "train", 4, "detector training")
+        _core("training.detection.no_such_module", "train", 4, "detector training")
     with pytest.raises(PreconditionError, match=r"model analysis is not available yet: needs issue 6"):
         _core("training.analysis", "no_such_function", 6, "model analysis")
 

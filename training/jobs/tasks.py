@@ -203,11 +203,32 @@ def train_embedder_job(ctx: JobContext, *, name: str, config: dict[str, Any]) ->
 
 @job_task("train-detector")
 def train_detector_job(ctx: JobContext, *, name: str, config: dict[str, Any]) -> dict[str, Any]:
-    """Train the YOLO-style detector with issue 4's trainer, resuming from this job's last checkpoint."""
-    train = _core("training.detection.trainer", "train", 4, "detector training")
+    """Train the YOLO-style detector with issue 4's ``training.detection.train`` (not merged on this branch yet:
+    written against issue 4's branch), then publish ``models/<name>`` (detector.pt, its card and log). Its
+    trainer saves the model every ``checkpoint_minutes`` but cannot resume yet: a redelivered detector job
+    starts training again (``outputs.resumed`` says so)."""
+    TrainConfig = _core("training.detection.train", "TrainConfig", 4, "detector training")
+    train = _core("training.detection.train", "train", 4, "detector training")
     run_dir = ctx.work_dir / "run"
-    summary = train(**{**config, "out": str(run_dir), "device": ctx.device})
-    return {"outputs": _publish_model(ctx, name, run_dir, ("model.pt", "model.json")), "metrics": dict(summary)}
+    out = run_dir / "detector.pt"
+    restarted = out.exists()
+    try:
+        cfg = TrainConfig(**{**config, "out": out})
+    except TypeError as exc:
+        raise UserInputError(f"bad detector training config: {exc}") from None
+    stop = threading.Event()
+    follower = threading.Thread(target=_follow_log, args=(ctx, out.with_suffix(".log.jsonl"), cfg.steps, stop),
+                                daemon=True)
+    follower.start()
+    try:
+        train(cfg, progress=False)
+    finally:
+        stop.set()
+    outputs = _publish_model(ctx, name, run_dir, ("detector.pt", "detector.json", "detector.log.jsonl"))
+    outputs["model_card"] = outputs["model_card"].replace("model.json", "detector.json")
+    outputs["resumed"] = False if not restarted else "no: issue 4's trainer restarts from step 0"
+    card = json.loads((Path(outputs["path"]) / "detector.json").read_text())
+    return {"outputs": outputs, "metrics": dict(card.get("train", {}))}
 
 
 # ----------------------------------------------------------------------------------------- judging models
