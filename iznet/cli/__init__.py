@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "iznet.cli.embed:evaluate",
     "gallery": "iznet.cli.gallery:gallery",
     "detect": "iznet.cli.detect:detect",
+    "jobs": "iznet.cli.jobs:jobs",
     "label": "iznet.cli.up:label",
     "up": "iznet.cli.up:up",
 }
