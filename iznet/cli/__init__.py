@@ -23,6 +23,9 @@ COMMANDS: dict[str, str] = {
     "demo": "iznet.cli.demo:demo",
     "embed": "iznet.cli.embed:embed",
     "evaluate": "iznet.cli.embed:evaluate",
+    "export": "iznet.cli.export:export",
+    "triton": "iznet.cli.triton:triton",
+    "vectors": "iznet.cli.triton:vectors",
 }
 
 
