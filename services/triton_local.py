@@ -98,10 +98,30 @@ def free_port() -> int:
 
 
 def _python_libdir(venv: Path) -> str:
-    out = subprocess.run([str(_venv_python(venv)), "-c",
-                          "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"],
+    """The Python install's lib folder; the python-backend stub needs the shared libpython from it (or the
+    system's, e.g. Debian's libpython3.11 package)."""
+    out = subprocess.run([str(_venv_python(venv)), "-c", "import sys, sysconfig; print(sysconfig.get_config_var("
+                          "'LIBDIR')); print(f'libpython{sys.version_info[0]}.{sys.version_info[1]}.so.1.0')"],
                          check=True, capture_output=True, text=True)
-    return out.stdout.strip()
+    libdir, lib = out.stdout.split()
+    if not (Path(libdir) / lib).exists():
+        known = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout if shutil.which(
+            "ldconfig") else ""
+        if lib not in known:
+            raise PreconditionError(f"tritonserver's python backend needs the shared {lib}: not in {libdir} nor "
+                                    f"the system's libraries (Debian/Ubuntu: apt-get install {lib.split('.so')[0]})")
+    return libdir
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started us dies (no orphaned tritonserver if a
+    test run or a benchmark is killed)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - best effort (not Linux)
+        pass
 
 
 class TritonServer:
@@ -184,7 +204,8 @@ class TritonServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command(), env=self.environment(), stdout=self._log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         try:
             self.wait_ready(timeout, wait_models=wait_models)
         except BaseException:
@@ -233,6 +254,7 @@ class TritonServer:
         if getattr(self, "_log", None):
             self._log.close()
             self._log = None
+        shutil.rmtree(self.log_path.parent / "backends", ignore_errors=True)  # the stub copy; the log stays
 
     def __enter__(self) -> "TritonServer":
         return self.start()
@@ -270,6 +292,11 @@ def serve_forever(repository: Path, grpc_port: int | None = None, venv: Path | N
     if not Path(repository).is_dir():
         raise PreconditionError(f"no Triton model repository at {repository}: run `iznet export` first")
     server = TritonServer(repository, venv=venv, grpc_port=grpc_port, model_config_name=model_config_name)
+
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)  # `kill` stops tritonserver too, like Ctrl-C
     server.start()
     echo(f"Triton ready at {server.grpc_url} (gRPC, KServe v2) serving {repository}; log {server.log_path}")
     echo("Ctrl-C stops it")
