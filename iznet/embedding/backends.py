@@ -176,6 +176,7 @@ class TritonEmbedder(_GraphBackend):
         import tritonclient.grpc as grpcclient
 
         self.url, self.model_name, self.model_version, self.timeout = url, model, str(version or ""), timeout
+        self.served_version: str | None = None  # the version that answered the last call
         self._grpc = grpcclient
         try:
             self.client = grpcclient.InferenceServerClient(url=url)

@@ -121,3 +121,18 @@ def test_cli_export_and_its_errors(small_model, tmp_path, capsys):
     assert "no embedder" in capsys.readouterr().err
     assert iznet_main(["export", str(small_model), "--store", str(store), "--name", "../x"]) == 2
     assert "bad Triton model name" in capsys.readouterr().err
+
+
+def test_activate_serves_an_earlier_version_again(small_model, tmp_path, capsys):
+    store = tmp_path / "store"
+    opts = ServingOptions(max_batch_size=16, preferred_batch_sizes=(4,))
+    export_to_store(small_model, store, name="faces", opts=opts)
+    export_to_store(small_model, store, name="faces", opts=opts)
+    mdir = store / "triton" / "faces"
+    assert iznet_main(["triton", "activate", "faces", "1", "--store", str(store)]) == 0
+    assert (mdir / "CURRENT").read_text().strip() == "1"
+    for cfg in (parse_config(mdir / "config.pbtxt"), parse_config(mdir / "configs" / "python_cpu.pbtxt")):
+        assert list(cfg.version_policy.specific.versions) == [1]
+        assert cfg.max_batch_size == 16 and list(cfg.dynamic_batching.preferred_batch_size) == [4, 16]
+    assert iznet_main(["triton", "activate", "faces", "9", "--store", str(store)]) == 2
+    assert "no such exported version" in capsys.readouterr().err
