@@ -119,13 +119,17 @@ def check_name(name: str) -> str:
 def export_to_store(model: str | Path, store: str | Path, name: str = "iznet_embedder",
                     opts: ServingOptions | None = None, make_current: bool = True, atol: float | None = None,
                     threads: int | None = None) -> dict:
-    """Export the trained embedder at ``model`` as the next version of ``<store>/triton/<name>``."""
+    """Export the trained embedder at ``model`` (its folder, or ``<store>/models/<name>`` for the current
+    version) as the next version of ``<store>/triton/<name>``."""
     from iznet.embedding.embedder import load_embedder
     from iznet.embedding.onnx_export import EXPORT_ATOL, card_summary, export_onnx
 
     opts = (opts or ServingOptions()).validate()
     store = ArtifactStore(store)
     check_name(name)
+    model = Path(model)
+    if model.is_dir() and not (model / "model.pt").exists() and (model / "CURRENT").is_file():
+        model = model / (model / "CURRENT").read_text().strip()  # a model in the store: its current version
     emb = load_embedder(model, threads=threads)
     card = card_summary(emb)
     model_dir = store.dir(KIND, name)
