@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 DATA   ?=
 OUT    ?= demo-out
 
-.PHONY: setup test demo protos bench deploy-local clean
+.PHONY: setup triton-venv test demo protos bench deploy-local clean
 
 setup: $(VENV)/.installed
 
@@ -17,7 +17,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-test: setup
+# nvidia-pytriton's CPU tritonserver wants numpy<2: its own venv, from PyPI (tests/triton and bench use it).
+TRITON_VENV ?= .venv-triton
+triton-venv: $(TRITON_VENV)/.installed
+
+$(TRITON_VENV)/.installed: services/triton_local.py | setup
+	IZNET_TRITON_VENV=$(TRITON_VENV) $(PY) -m services.triton_local setup --venv $(TRITON_VENV)
+
+test: setup triton-venv
 	$(PY) -m pytest
 
 demo: setup
@@ -26,7 +33,7 @@ demo: setup
 protos: setup
 	$(PY) -m iznet.protos_build
 
-bench: setup
+bench: setup triton-venv
 	$(PY) -m bench.run
 
 deploy-local:
@@ -34,4 +41,4 @@ deploy-local:
 	@exit 2
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(TRITON_VENV) .pytest_cache build *.egg-info

@@ -29,6 +29,9 @@ COMMANDS: dict[str, str] = {
     "jobs": "iznet.cli.jobs:jobs",
     "label": "iznet.cli.up:label",
     "up": "iznet.cli.up:up",
+    "export": "iznet.cli.export:export",
+    "triton": "iznet.cli.triton:triton",
+    "vectors": "iznet.cli.triton:vectors",
 }
 
 
