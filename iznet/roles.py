@@ -49,6 +49,10 @@ class Role:
     #: Environment the chart sets only in some configurations, for a feature another issue still has to add
     #: (name -> that issue); the drift test reports them as pending until the code reads them.
     pending_env: dict[str, str] = field(default_factory=dict)
+    #: The prefix of click's automatic environment variables of ``click_command`` (``<prefix>_<OPTION>``).
+    env_prefix: str = "IZNET"
+    #: How Kubernetes probes it: ``grpc`` (native probe against grpc.health.v1.Health), ``tcp`` or ``none``.
+    probe: str = "grpc"
 
 
 _SERVER_FLAGS = ("--host", "--port", "--metrics-port", "--workers", "--torch-threads", "--max-message-mb", "--grace")
@@ -64,20 +68,31 @@ ROLES: dict[str, Role] = {
              pending_env={"IZNET_EMBEDDING_BACKEND": "issue-9 (Triton)", "IZNET_TRITON_URL": "issue-9 (Triton)"}),
         Role("gallery", ("services.gallery",), "services.gallery.server:main", "issue-7-services",
              50053, (*_SERVER_FLAGS, "--gallery", "--poll"), ("IZNET_STORE",)),
-        # The Ray Serve gateway: a single-node Ray Serve with a gRPC ingress composing the three services.
+        # The Ray Serve gateway: a local single-node Ray with Serve's gRPC proxy on --port (bound on all
+        # interfaces), composing the three services at --detection/--embedding/--gallery. Ray Serve's proxy
+        # answers no grpc.health.v1, so its probes are TCP (see deploy/README.md).
         Role("gateway", ("services.gateway",), "services.gateway:main", "issue-7-services",
-             50050, ("--host", "--port"),
-             ("IZNET_STORE", "IZNET_API_KEYS", "IZNET_DETECTION_ADDRESS", "IZNET_EMBEDDING_ADDRESS",
-              "IZNET_GALLERY_ADDRESS")),
+             50050, ("--port", "--detection", "--embedding", "--gallery", "--default-gallery", "--num-cpus",
+                     "--replicas", "--max-message-mb"),
+             ("IZNET_STORE", "IZNET_GATEWAY_API_KEYS"), env_prefix="IZNET_GATEWAY", probe="tcp"),
         # A Celery worker serving one or more queues (cpu, gpu).
         Role("worker", ("iznet", "jobs", "worker"), "iznet.cli.jobs:jobs worker", "issue-8-jobs",
-             None, ("--queues", "--concurrency", "--loglevel"), ("IZNET_STORE", "IZNET_REDIS_URL")),
+             None, ("--queues", "--concurrency", "--loglevel"), ("IZNET_STORE", "IZNET_REDIS_URL"),
+             env_prefix="IZNET_JOBS_WORKER", probe="none"),
     )
 }
 
-#: The Ray Serve application the KubeRay ``RayService`` deploys (``serveConfigV2.applications[].import_path``)
-#: and the gRPC servicer function its proxy registers.
-GATEWAY_IMPORT_PATH = "services.gateway:app"
+#: Environment a role gets only in some configurations (the gateway's keys only when API keys are set).
+#: The gateway reads ``--api-key`` (repeatable) from IZNET_GATEWAY_API_KEYS, space-separated (click's rule for
+#: a multiple option from the environment; ``main(auto_envvar_prefix="IZNET_GATEWAY")``).
+OPTIONAL_ENV = frozenset({"IZNET_GATEWAY_API_KEYS"})
+
+#: Under KubeRay the RayService deploys the gateway from this application builder (Ray Serve calls it with the
+#: ``args`` of serveConfigV2: GATEWAY_BUILDER_ARGS, the fields of ``services.gateway.GatewayConfig``; the API keys
+#: come from IZNET_GATEWAY_API_KEYS in the pods' environment, never from the plain-text config).
+GATEWAY_IMPORT_PATH = "services.gateway:app_builder"
+GATEWAY_BUILDER_ARGS = ("detection", "embedding", "gallery", "default_gallery", "max_message_mb")
+#: The gRPC servicer function Ray Serve's gRPC proxy registers (``services.gateway.SERVICER_FUNCTION``).
 GATEWAY_GRPC_SERVICER = "iznet.v1.gateway_pb2_grpc.add_GatewayServicer_to_server"
 
 

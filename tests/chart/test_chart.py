@@ -136,10 +136,10 @@ def test_api_keys_come_from_a_secret_and_never_from_plain_values(rendered):
     docs = rendered["gpu"]  # the value set with keys
     secret = one(docs, "Secret", f"{FULL}-api-keys")
     env = _env(pod_spec(one(docs, "Deployment", f"{FULL}-gateway"))["containers"][0])
-    assert env["IZNET_API_KEYS"]["valueFrom"]["secretKeyRef"] == {"name": secret["metadata"]["name"],
+    assert env["IZNET_GATEWAY_API_KEYS"]["valueFrom"]["secretKeyRef"] == {"name": secret["metadata"]["name"],
                                                                   "key": "api-keys"}
     assert "ci-key-0123456789abcdef" not in yaml.safe_dump([d for d in docs if d["kind"] != "Secret"])
-    assert "IZNET_API_KEYS" not in _env(pod_spec(one(rendered["default"], "Deployment",
+    assert "IZNET_GATEWAY_API_KEYS" not in _env(pod_spec(one(rendered["default"], "Deployment",
                                                      f"{FULL}-gateway"))["containers"][0])
 
 

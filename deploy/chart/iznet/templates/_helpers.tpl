@@ -207,23 +207,22 @@ imagePullSecrets:
 {{- if or .Values.apiKeys.existingSecret .Values.apiKeys.keys -}}true{{- end -}}
 {{- end -}}
 
-{{/* The gateway's environment: the store, the three services' addresses (read by services.gateway as
-     IZNET_DETECTION_ADDRESS etc. when it runs under KubeRay) and the API keys. */}}
+{{/* The gateway's environment: the store and the API keys. services.gateway reads its repeatable --api-key
+     from IZNET_GATEWAY_API_KEYS (space-separated), so the Secret holds the keys joined by spaces. */}}
 {{- define "iznet.gateway.env" -}}
 {{ include "iznet.commonEnv" . }}
-- name: IZNET_DETECTION_ADDRESS
-  value: {{ printf "%s-detection:%v" (include "iznet.fullname" .) .Values.detection.service.port | quote }}
-- name: IZNET_EMBEDDING_ADDRESS
-  value: {{ printf "%s-embedding:%v" (include "iznet.fullname" .) .Values.embedding.service.port | quote }}
-- name: IZNET_GALLERY_ADDRESS
-  value: {{ printf "%s-gallery:%v" (include "iznet.fullname" .) .Values.gallery.service.port | quote }}
 {{- if include "iznet.apiKeys.enabled" . }}
-- name: IZNET_API_KEYS
+- name: IZNET_GATEWAY_API_KEYS
   valueFrom:
     secretKeyRef:
       name: {{ include "iznet.apiKeys.secretName" . }}
       key: {{ .Values.apiKeys.existingSecretKey }}
 {{- end }}
+{{- end -}}
+
+{{/* The three services' addresses as the gateway dials them. */}}
+{{- define "iznet.serviceAddress" -}}
+{{- printf "%s-%s:%v" (include "iznet.fullname" .root) .component (index .root.Values .component).service.port -}}
 {{- end -}}
 
 {{/* Native gRPC probes against grpc.health.v1.Health (service "": the server as a whole). */}}
@@ -241,6 +240,27 @@ livenessProbe:
   failureThreshold: 3
 readinessProbe:
   grpc:
+    port: {{ .port }}
+  periodSeconds: 5
+  timeoutSeconds: 3
+  failureThreshold: 2
+{{- end -}}
+
+{{/* TCP probes, for the gateway: Ray Serve's gRPC proxy answers no grpc.health.v1 (only its own Healthz). */}}
+{{- define "iznet.tcpProbes" -}}
+startupProbe:
+  tcpSocket:
+    port: {{ .port }}
+  periodSeconds: 5
+  failureThreshold: 60
+livenessProbe:
+  tcpSocket:
+    port: {{ .port }}
+  periodSeconds: 10
+  timeoutSeconds: 5
+  failureThreshold: 3
+readinessProbe:
+  tcpSocket:
     port: {{ .port }}
   periodSeconds: 5
   timeoutSeconds: 3
