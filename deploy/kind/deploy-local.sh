@@ -49,6 +49,7 @@ kind load docker-image "$IMAGE" --name "$CLUSTER"
 
 say "helm upgrade --install $RELEASE (namespace $NAMESPACE)"
 # No --wait here: the embedding and gallery services need a model and a gallery in the store first (step 4).
+# shellcheck disable=SC2086  # HELM_ARGS is a list of arguments
 "$HELM" upgrade --install "$RELEASE" deploy/chart/iznet --kube-context "$CTX" \
   --namespace "$NAMESPACE" --create-namespace \
   -f deploy/kind/values.yaml --set image.tag="$IMAGE_TAG" ${HELM_ARGS:-}
@@ -88,4 +89,6 @@ fi
 "$PY" -m iznet label --server "127.0.0.1:${PORT}" "$PHOTO" --annotate-to "${OUT_DIR:-deploy-local-out}"
 echo
 echo "labelled $PHOTO through ${FULL}-gateway; annotated copy in ${OUT_DIR:-deploy-local-out}/"
-[ "${KEEP:-0}" = 1 ] && echo "the port-forward stays on 127.0.0.1:${PORT} (pid $PF)"
+if [ "${KEEP:-0}" = 1 ]; then
+  echo "the port-forward stays on 127.0.0.1:${PORT} (pid $PF)"
+fi

@@ -13,6 +13,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "chart" / "iznet"
 CI_VALUES = sorted((REPO / "deploy" / "chart" / "ci").glob("*-values.yaml"))
+KIND_VALUES = REPO / "deploy" / "kind" / "values.yaml"
 RELEASE = "rel"
 NAMESPACE = "faces"
 
@@ -48,7 +49,9 @@ def render(helm: Path, *extra: str) -> list[dict]:
 @pytest.fixture(scope="session")
 def rendered(helm) -> dict[str, list[dict]]:
     """value-set name (e.g. "gpu") -> the rendered manifests."""
-    return {p.name.removesuffix("-values.yaml"): render(helm, "-f", str(p)) for p in CI_VALUES}
+    sets = {p.name.removesuffix("-values.yaml"): render(helm, "-f", str(p)) for p in CI_VALUES}
+    sets["kind"] = render(helm, "-f", str(KIND_VALUES))  # what `make deploy-local` installs
+    return sets
 
 
 def find(docs: list[dict], kind: str, name: str | None = None) -> list[dict]:

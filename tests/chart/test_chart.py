@@ -13,9 +13,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.chart.conftest import CHART, CI_VALUES, RELEASE, find, one, pod_spec, render, run_helm
+from tests.chart.conftest import CHART, CI_VALUES, KIND_VALUES, RELEASE, find, one, pod_spec, render, run_helm
 
 VALUE_SETS = [p.name.removesuffix("-values.yaml") for p in CI_VALUES]
+LINTED = [*CI_VALUES, KIND_VALUES]
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion: native gRPC probes) and the newest schema.
 K8S_VERSIONS = ["1.27.0", kubernetes_validate.latest_version()]
 FULL = f"{RELEASE}-iznet"
@@ -25,14 +26,14 @@ def test_the_ci_value_sets_are_the_ones_the_issue_names():
     assert {"default", "gpu", "kuberay", "external-redis", "triton"} <= set(VALUE_SETS)
 
 
-@pytest.mark.parametrize("values", CI_VALUES, ids=VALUE_SETS)
+@pytest.mark.parametrize("values", LINTED, ids=[*VALUE_SETS, "kind"])
 def test_helm_lint_strict(helm, values):
     proc = run_helm(helm, "lint", "--strict", str(CHART), "-f", str(values))
     assert "0 chart(s) failed" in proc.stdout
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
-@pytest.mark.parametrize("name", VALUE_SETS)
+@pytest.mark.parametrize("name", [*VALUE_SETS, "kind"])
 def test_every_manifest_is_valid_kubernetes(rendered, name, version):
     docs = rendered[name]
     assert len(docs) >= 10
@@ -208,7 +209,7 @@ def test_schema_accepts_every_ci_value_set():
     schema = json.loads((CHART / "values.schema.json").read_text())
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     jsonschema.Draft7Validator.check_schema(schema)
-    for p in CI_VALUES:
+    for p in LINTED:
         merged = _merge(defaults, yaml.safe_load(p.read_text()) or {})
         jsonschema.Draft7Validator(schema).validate(merged)
 
