@@ -164,8 +164,9 @@ def test_network_policy_keeps_services_inside_and_opens_the_gateway(rendered):
     assert inner["spec"]["ingress"][0]["from"][0]["podSelector"] == inner["spec"]["podSelector"]
     gw = one(docs, "NetworkPolicy", f"{FULL}-gateway")
     assert gw["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 50050}]}]
-    restricted = one(rendered["kuberay"], "NetworkPolicy", f"{FULL}-gateway")["spec"]["ingress"][0]
+    restricted, operator = one(rendered["kuberay"], "NetworkPolicy", f"{FULL}-gateway")["spec"]["ingress"]
     assert restricted["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "clients"}
+    assert {p["port"] for p in operator["ports"]} == {8265, 52365}  # KubeRay's operator reads Serve's state
 
 
 def test_scaling_switches(helm):
