@@ -85,54 +85,83 @@ def _read_ready(proc: subprocess.Popen, timeout: float, log: Path) -> dict:
     raise AssertionError(f"{proc.args[:5]} did not get ready (exit {proc.poll()}): {log.read_text()[-2000:]}")
 
 
-def test_rendered_containers_start_and_label_a_photo(helm, tmp_path):
-    _need("services.gateway", "issue-7-services")
-    _need("iznet.standin", "issue-7-services")
-    _need("ray", "the serve extra, issue-7-services")
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+class _Stack:
+    """The rendered containers of some roles, running as local processes."""
 
-    docs = render(helm, "-f", str(REPO / "deploy" / "kind" / "values.yaml"))
-    store = tmp_path / "store"
-    seeded = subprocess.run([sys.executable, str(REPO / "deploy" / "kind" / "seed_standin.py")], text=True,
-                            capture_output=True, env={**os.environ, "IZNET_STORE": str(store)}, timeout=300)
-    assert seeded.returncode == 0, seeded.stderr
-    assert "galleries ['default']" in seeded.stdout
+    def __init__(self, helm, tmp_path: Path):
+        self.docs = render(helm, "-f", str(REPO / "deploy" / "kind" / "values.yaml"))
+        self.tmp, self.store, self.logs = tmp_path, tmp_path / "store", tmp_path / "logs"
+        self.logs.mkdir()
+        self.ports = {name: _free_port() for name in (*SERVICES, "gateway")}
+        self.procs: list[subprocess.Popen] = []
 
-    ports = {name: _free_port() for name in (*SERVICES, "gateway")}
-    procs: list[subprocess.Popen] = []
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    try:
-        for name in (*SERVICES, "gateway"):
-            c = pod_spec(one(docs, "Deployment", f"rel-iznet-{name}"))["containers"][0]
-            assert c["args"][0] == name
-            argv, env = _local(c, store, ports, _free_port())
-            procs.append(subprocess.Popen(argv, env=env, cwd=tmp_path, text=True, stdout=subprocess.PIPE,
-                                          stderr=open(logs / f"{name}.log", "w")))
-            ready = _read_ready(procs[-1], 240 if name == "gateway" else 90, logs / f"{name}.log")
-            assert ready["port"] == ports[name]
-            if roles.ROLES[name].probe == "grpc":  # what the chart's grpc: probes ask
-                with grpc.insecure_channel(f"127.0.0.1:{ports[name]}") as ch:
-                    got = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
-                    assert got.status == health_pb2.HealthCheckResponse.SERVING
-        # A held-out photo of the first generated person, through the gateway, as deploy-local.sh does it.
-        from iznet.client import GatewayClient
-        from iznet.synthetic import make_people
+    def seed(self) -> None:
+        """deploy/kind/seed_standin.py, as `make deploy-local` runs it inside the cpu worker."""
+        seeded = subprocess.run([sys.executable, str(REPO / "deploy" / "kind" / "seed_standin.py")], text=True,
+                                capture_output=True, env={**os.environ, "IZNET_STORE": str(self.store)}, timeout=300)
+        assert seeded.returncode == 0, seeded.stderr
+        assert "galleries ['default']" in seeded.stdout and "standin-pixels" in seeded.stdout
 
-        make_people(tmp_path / "photos", people=4, photos=12, seed=0)
-        person = sorted((tmp_path / "photos").iterdir())[0]
-        photo = sorted(person.iterdir())[8]
-        with GatewayClient(f"127.0.0.1:{ports['gateway']}") as gw:
-            result = gw.label(photo.read_bytes(), image_id=photo.name)
-        assert not result.error, result.error
-        assert result.faces, "no face found in a generated portrait"
-        assert result.gallery.name == "default"
-    finally:
-        for p in reversed(procs):
+    def start(self, name: str, timeout: float) -> None:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        c = pod_spec(one(self.docs, "Deployment", f"rel-iznet-{name}"))["containers"][0]
+        assert c["args"][0] == name
+        argv, env = _local(c, self.store, self.ports, _free_port())
+        log = self.logs / f"{name}.log"
+        self.procs.append(subprocess.Popen(argv, env=env, cwd=self.tmp, text=True, stdout=subprocess.PIPE,
+                                           stderr=open(log, "w")))
+        ready = _read_ready(self.procs[-1], timeout, log)
+        assert ready["port"] == self.ports[name]
+        if roles.ROLES[name].probe == "grpc":  # what the chart's grpc: probes ask
+            with grpc.insecure_channel(f"127.0.0.1:{self.ports[name]}") as ch:
+                got = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+                assert got.status == health_pb2.HealthCheckResponse.SERVING
+
+    def stop(self) -> None:
+        for p in reversed(self.procs):
             p.terminate()
-        for p in reversed(procs):
+        for p in reversed(self.procs):
             try:
                 p.wait(30)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+@pytest.fixture
+def stack(helm, tmp_path):
+    _need("services.gallery", "issue-7-services")
+    _need("iznet.standin", "issue-7-services")
+    s = _Stack(helm, tmp_path)
+    yield s
+    s.stop()
+
+
+def test_rendered_service_containers_start_and_answer_their_probes(stack):
+    stack.seed()
+    for name in SERVICES:
+        stack.start(name, 90)
+
+
+def test_rendered_gateway_labels_a_photo(stack):
+    """The whole path deploy-local.sh ends with: a held-out photo through the gateway to the three services."""
+    _need("services.gateway", "issue-7-services")
+    _need("ray", "the serve extra, issue-7-services")
+    stack.seed()
+    for name in SERVICES:
+        stack.start(name, 90)
+    stack.start("gateway", 240)
+    from iznet.client import GatewayClient
+    from iznet.synthetic import make_people
+
+    make_people(stack.tmp / "photos", people=4, photos=12, seed=0)
+    person = sorted((stack.tmp / "photos").iterdir())[0]
+    photo = sorted(person.iterdir())[8]  # not enrolled by seed_standin.py
+    with GatewayClient(f"127.0.0.1:{stack.ports['gateway']}") as gw:
+        result = gw.label(photo.read_bytes(), image_id=photo.name)
+    assert not result.error, result.error
+    assert result.faces, "no face found in a generated portrait"
+    assert result.gallery.name == "default"
+    people = {p.name for p in (stack.tmp / "photos").iterdir()}
+    assert result.faces[0].name in people | {"unknown"}, [(f.name, f.score) for f in result.faces]
