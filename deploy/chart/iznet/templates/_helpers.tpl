@@ -52,10 +52,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "iznet.annotations" -}}
-{{- with .Values.commonAnnotations }}
+{{- with .Values.commonAnnotations -}}
 annotations:
   {{- toYaml . | nindent 2 }}
-{{- end }}
+{{- end -}}
 {{- end -}}
 
 {{/* The IZ*Net image; (dict "root" $ "gpu" bool). */}}
