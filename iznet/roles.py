@@ -65,7 +65,9 @@ ROLES: dict[str, Role] = {
         Role("embedding", ("services.embedding",), "services.embedding.server:main", "issue-7-services",
              50052, (*_SERVER_FLAGS, "--model", "--poll"), ("IZNET_STORE",),
              # With triton.enabled the chart points the embedding service at Triton (issue 9, not merged yet).
-             pending_env={"IZNET_EMBEDDING_BACKEND": "issue-9 (Triton)", "IZNET_TRITON_URL": "issue-9 (Triton)"}),
+             # IZNET_TRITON_URL/_MODEL are the envvars of issue 9's triton_options (iznet/cli/triton.py).
+             pending_env={"IZNET_EMBEDDING_BACKEND": "issue-9 (Triton)", "IZNET_TRITON_URL": "issue-9 (Triton)",
+                          "IZNET_TRITON_MODEL": "issue-9 (Triton)"}),
         Role("gallery", ("services.gallery",), "services.gallery.server:main", "issue-7-services",
              50053, (*_SERVER_FLAGS, "--gallery", "--poll"), ("IZNET_STORE",)),
         # The Ray Serve gateway: a local single-node Ray with Serve's gRPC proxy on --port (bound on all

@@ -130,6 +130,8 @@ def test_triton_reads_the_model_repository_from_the_store(rendered):
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
     emb = _env(pod_spec(one(docs, "Deployment", f"{FULL}-embedding"))["containers"][0])
     assert emb["IZNET_TRITON_URL"]["value"] == f"{FULL}-triton:8001"
+    assert emb["IZNET_TRITON_MODEL"]["value"] == "iznet_embedder"
+    assert emb["IZNET_EMBEDDING_BACKEND"]["value"] == "triton"
     assert one(docs, "Service", f"{FULL}-triton")
 
 
