@@ -140,11 +140,15 @@ def test_the_rayservice_deploys_the_contracts_serve_application(rendered):
         assert pins == [ray_version], "gateway.kuberay.rayVersion must equal the ray[serve] pin in pyproject.toml"
 
 
-def test_the_gateway_module_matches_the_kuberay_contract():
+def test_the_gateway_module_matches_the_kuberay_contract(rendered):
     role = roles.ROLES["gateway"]
     _resolve(role)
     gateway = importlib.import_module("services.gateway")
     assert gateway.SERVICER_FUNCTION == roles.GATEWAY_GRPC_SERVICER
+    # serveConfigV2 sizes the Serve deployment by its name.
+    rs = one(rendered["kuberay"], "RayService", "rel-iznet-gateway")
+    names = [d["name"] for d in yaml.safe_load(rs["spec"]["serveConfigV2"])["applications"][0]["deployments"]]
+    assert names and all(f'@serve.deployment(name="{n}"' in Path(gateway.__file__).read_text() for n in names)
     fields = {f.name for f in dataclasses.fields(gateway.GatewayConfig)}
     assert set(roles.GATEWAY_BUILDER_ARGS) <= fields, set(roles.GATEWAY_BUILDER_ARGS) - fields
     mod, attr = roles.GATEWAY_IMPORT_PATH.split(":")
