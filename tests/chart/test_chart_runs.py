@@ -129,28 +129,29 @@ class _Stack:
                 p.kill()
 
 
-@pytest.fixture
-def stack(helm, tmp_path):
+@pytest.fixture(scope="module")
+def stack(helm, tmp_path_factory):
+    """The store seeded and the three services started from their rendered containers (once per module)."""
     _need("services.gallery", "issue-7-services")
     _need("iznet.standin", "issue-7-services")
-    s = _Stack(helm, tmp_path)
-    yield s
-    s.stop()
+    s = _Stack(helm, tmp_path_factory.mktemp("chart-run"))
+    try:
+        s.seed()
+        for name in SERVICES:
+            s.start(name, 90)  # each answers the gRPC health check its probes make
+        yield s
+    finally:
+        s.stop()
 
 
 def test_rendered_service_containers_start_and_answer_their_probes(stack):
-    stack.seed()
-    for name in SERVICES:
-        stack.start(name, 90)
+    assert [p.poll() for p in stack.procs] == [None] * len(SERVICES)
 
 
 def test_rendered_gateway_labels_a_photo(stack):
     """The whole path deploy-local.sh ends with: a held-out photo through the gateway to the three services."""
     _need("services.gateway", "issue-7-services")
     _need("ray", "the serve extra, issue-7-services")
-    stack.seed()
-    for name in SERVICES:
-        stack.start(name, 90)
     stack.start("gateway", 240)
     from iznet.client import GatewayClient
     from iznet.synthetic import make_people
