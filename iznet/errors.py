@@ -28,3 +28,10 @@ class PreconditionError(IZNetError):
     """The request is well formed but the state forbids it (e.g. a gallery built by another model)."""
 
     grpc_code = "FAILED_PRECONDITION"
+
+
+class UnavailableError(IZNetError):
+    """A backend the call needs is down or not ready (e.g. a Triton server that is unreachable or has not
+    loaded the model); retrying later, or elsewhere, may succeed. The message says which and why."""
+
+    grpc_code = "UNAVAILABLE"

@@ -5,6 +5,10 @@ Layout::
     <root>/<kind>/<name>/<version>/...   an immutable version (kind: datasets, models, galleries, reports)
     <root>/<kind>/<name>/CURRENT         the version readers use, switched in one atomic rename
 
+``<root>/triton`` is a Triton model repository (``tritonserver --model-repository <root>/triton``): its
+``<name>/<version>/`` folders are exported embedders (``iznet export``, see :mod:`iznet.triton.repository`);
+Triton ignores the hidden staging folders and the ``CURRENT`` file.
+
 Writers stage a version in a hidden folder and :meth:`ArtifactStore.publish` renames it into place, then
 points ``CURRENT`` at it. A crash before the rename leaves only a stray staging folder; a crash between the
 rename and ``CURRENT`` leaves the previous version current. Readers never see half a version.
@@ -22,7 +26,7 @@ from typing import Any
 
 from iznet.errors import NotFoundError, UserInputError
 
-KINDS = ("datasets", "models", "galleries", "reports")
+KINDS = ("datasets", "models", "galleries", "reports", "triton")
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -380,7 +380,11 @@ def build_dataset(
     rebuild: bool = False,
     progress: bool = True,
     checkpoint_every: int = 500,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> BuildReport:
+    """Build or grow ``dst`` from ``src``. ``on_progress(done, total)`` is called after each photo processed in
+    this run (a job reports it as task state); the manifest is recorded every ``checkpoint_every`` photos,
+    so a run that is killed resumes from its last checkpoint."""
     from tqdm import tqdm
 
     started = time.perf_counter()
@@ -419,6 +423,8 @@ def build_dataset(
         if i % checkpoint_every == 0 or i == len(tasks):
             _settle(dst, list(records.values()), {r["source"] for r in pending}, cfg)
             pending.clear()
+        if on_progress is not None:
+            on_progress(i, len(tasks))
     new_sources = {t[1] for t in tasks}
     if not tasks:
         _settle(dst, list(records.values()), set(), cfg)

@@ -1,0 +1,139 @@
+"""A real Triton Inference Server (tritonserver 2.51 from nvidia-pytriton, its own venv, CPU, python backend over
+onnxruntime) serving what `iznet export` wrote: the triton backend answers like torch, batches split and
+merge, new exports are picked up by version, and a model Triton could not load is UNAVAILABLE with its reason.
+
+The server starts once for the module. Without the Triton venv these tests fail with the command that makes
+it (`make test` and .ci/run make it first)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from iznet.cli import main as iznet_main
+from iznet.embedding.backends import BACKEND_ATOL, TritonEmbedder, make_embedder
+from iznet.errors import UnavailableError
+from iznet.imageio import write_image
+from iznet.triton.repository import ServingOptions, export_to_store
+from services.triton_local import TritonServer, setup_venv
+
+from .conftest import write_embedder
+
+pytestmark = pytest.mark.slow
+OPTS = ServingOptions(max_batch_size=8, preferred_batch_sizes=(4, 8), max_queue_delay_us=5000)
+
+
+@pytest.fixture(scope="module")
+def store(small_model, tmp_path_factory):
+    store = tmp_path_factory.mktemp("store")
+    export_to_store(small_model, store, name="faces", opts=OPTS)
+    return store
+
+
+@pytest.fixture(scope="module")
+def triton(store):
+    setup_venv()  # no-op when made (by `make triton-venv`); otherwise installs from PyPI (minutes)
+    server = TritonServer(store / "triton", model_control_mode="poll", poll_secs=1)
+    server.start(timeout=180)
+    yield server
+    server.stop()
+
+
+def wait_for(pred, timeout=60.0, step=0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(step)
+    return pred()
+
+
+def test_triton_backend_answers_like_torch(triton, small_model, crops):
+    ref = make_embedder("torch", small_model)
+    emb = make_embedder("triton", triton_url=triton.grpc_url, triton_model="faces")
+    assert isinstance(emb, TritonEmbedder) and emb.health() == (True, "ready")
+    assert emb.max_batch == 8 and emb.input_size == 32 and emb.dim == 128
+    got = emb.embed(crops)  # 40 crops -> 5 requests of at most max_batch_size
+    want = ref.embed(crops)
+    assert got.shape == (40, 128) and got.dtype == np.float32
+    assert np.abs(got - want).max() <= BACKEND_ATOL
+    assert emb.version == ref.version and emb.served_version == "1"
+    emb.close()
+
+
+def test_concurrent_clients_are_batched_and_answered_in_order(triton, small_model, crops):
+    want = make_embedder("torch", small_model).embed(crops)
+    emb = make_embedder("triton", triton_url=triton.grpc_url, triton_model="faces")
+    with ThreadPoolExecutor(8) as pool:
+        parts = list(pool.map(lambda i: emb.embed(crops[i:i + 3]), range(0, 39, 3)))
+    assert np.abs(np.concatenate(parts) - want[:39]).max() <= BACKEND_ATOL
+
+
+def test_a_new_export_is_served_as_the_next_version(triton, store, tmp_path, crops):
+    newer = write_embedder(tmp_path / "newer", seed=5, input_size=32, width=0.5)
+    export_to_store(newer, store, name="faces", opts=OPTS)
+    want = make_embedder("torch", newer).embed(crops[:4])
+
+    def served():
+        try:
+            emb = make_embedder("triton", triton_url=triton.grpc_url, triton_model="faces")
+            return emb if emb.version["version"] == "s5" else None
+        except UnavailableError:
+            return None  # between unloading 1 and loading 2
+
+    emb = wait_for(served)
+    assert emb, "Triton did not pick up version 2"
+    assert np.abs(emb.embed(crops[:4]) - want).max() <= BACKEND_ATOL and emb.served_version == "2"
+
+
+def test_a_model_triton_could_not_load_is_unavailable_with_the_reason(triton, store, small_model, tmp_path):
+    other = tmp_path / "other"
+    export_to_store(small_model, other, name="broken", opts=OPTS)
+    (other / "triton" / "broken" / "1" / "model.onnx").write_bytes(b"this is not an onnx file")
+    # into the polled repository in one rename: Triton tries to load it and the wrapper's onnxruntime refuses
+    (other / "triton" / "broken").rename(store / "triton" / "broken")  # same file system (pytest's tmp)
+
+    def error():
+        try:
+            make_embedder("triton", triton_url=triton.grpc_url, triton_model="broken", triton_timeout=5)
+        except UnavailableError as exc:
+            return exc if "UNAVAILABLE" in str(exc) or "unavailable" in str(exc).lower() else None
+        return None
+
+    exc = wait_for(error, timeout=60)
+    assert exc is not None and exc.grpc_code == "UNAVAILABLE"
+    assert "has not loaded model 'broken'" in str(exc) and "onnxruntime" in str(exc).lower(), str(exc)
+
+    with pytest.raises(UnavailableError, match="no model named 'nobody'"):
+        make_embedder("triton", triton_url=triton.grpc_url, triton_model="nobody", triton_timeout=5)
+    shutil.rmtree(store / "triton" / "broken")
+
+
+def test_cli_status_and_vectors_through_triton(triton, small_model, crops, tmp_path, capsys):
+    assert iznet_main(["triton", "status", "--triton-url", triton.grpc_url, "--triton-model", "faces"]) == 0
+    assert "ready: faces" in capsys.readouterr().out
+    paths = []
+    for i, c in enumerate(crops[:2]):
+        paths.append(str(tmp_path / f"f{i}.png"))
+        write_image(paths[-1], c)
+    out = tmp_path / "v.npy"
+    assert iznet_main(["vectors", *paths, "--backend", "triton", "--triton-url", triton.grpc_url,
+                       "--triton-model", "faces", "--out", str(out)]) == 0
+    assert np.load(out).shape == (2, 128)
+
+
+def test_a_server_that_goes_down_is_unavailable(store, crops):
+    """Its own short-lived server (module fixture stays up for the others): stop it under a live client."""
+    server = TritonServer(store / "triton", model_control_mode="none")
+    server.start(timeout=180)
+    emb = make_embedder("triton", triton_url=server.grpc_url, triton_model="faces", triton_timeout=5)
+    assert emb.embed(crops[:2]).shape == (2, 128)
+    server.stop()
+    with pytest.raises(UnavailableError, match="unreachable") as info:
+        emb.embed(crops[:2])
+    assert info.value.grpc_code == "UNAVAILABLE"
