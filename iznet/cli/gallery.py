@@ -51,7 +51,8 @@ def gallery() -> None:
               help="Keep the aligned face crops of every exemplar (needed to re-index to a new model). "
                    "--no-crops keeps only vectors, for privacy; fixed when the gallery is created.")
 @click.option("--rule", type=click.Choice(["nearest", "knn", "centroid"]), default=None,
-              help="Decision rule for a new gallery (default: nearest, the winner on dev data).")
+              help="Decision rule for a new gallery (default: centroid, the winner on dev data; see "
+                   "docs/gallery.md).")
 @click.option("--far", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Target false-accept rate for the unknown threshold calibrated from the gallery's own "
                    "exemplars (default 0.01); `iznet gallery calibrate` uses dev pairs instead.")

@@ -178,7 +178,7 @@ def make_embedder(spec: str | None = None) -> Embedder:
         from iznet.embedding import load_embedder  # type: ignore[attr-defined]
     except ImportError:
         load_embedder = None
-    if load_embedder is not None and (Path(spec).exists() or "/" not in spec):
+    if load_embedder is not None and Path(spec).exists():
         try:
             return load_embedder(spec)
         except FileNotFoundError as exc:

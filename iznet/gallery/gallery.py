@@ -46,8 +46,9 @@ FORMAT = "iznet-gallery/1"
 KIND = "galleries"
 UNKNOWN = "unknown"
 RULES = ("nearest", "knn", "centroid")
-#: Chosen by measurement on dev data (``python -m bench.gallery_rules``; see docs/gallery.md).
-DEFAULT_RULE = "nearest"
+#: Chosen by measurement on dev data (``python -m bench.gallery_rules``; see docs/gallery.md): the per-person
+#: centroid picks the person; the score is still the similarity to that person's nearest exemplar.
+DEFAULT_RULE = "centroid"
 DEFAULT_K = 5
 
 #: Test hook: called with the name of each step of :meth:`GalleryStore.save` (to inject a failure or a pause).
@@ -157,6 +158,7 @@ class Gallery:
         self._crop_dir: Path | None = None  # folder of the version the existing crops live in
         self._index = None
         self._centroids: tuple[np.ndarray, list[str]] | None = None
+        self._by_person: dict[str, list[int]] | None = None
         self._dirty = True
 
     # ------------------------------------------------------------------------------------------- model
@@ -279,6 +281,7 @@ class Gallery:
     def _changed(self) -> None:
         self._index = None
         self._centroids = None
+        self._by_person = None
         self._dirty = True
 
     @property
@@ -288,13 +291,22 @@ class Gallery:
             self._index = idx.build_index(vecs, ids, self.index_kind)
         return self._index
 
+    def by_person(self) -> dict[str, list[int]]:
+        """Exemplar ids per person id (cached until the next edit)."""
+        if self._by_person is None:
+            groups: dict[str, list[int]] = {}
+            for e in self.exemplars.values():
+                groups.setdefault(e.person_id, []).append(e.id)
+            self._by_person = groups
+        return self._by_person
+
     def centroids(self) -> tuple[np.ndarray, list[str]]:
         if self._centroids is None:
-            pids = sorted(self.people, key=lambda i: self.people[i].name)
-            pids = [p for p in pids if self.exemplars_of(p)]
+            groups = self.by_person()
+            pids = sorted(groups, key=lambda i: self.people[i].name)
             rows = []
             for pid in pids:
-                m = np.mean([self._vectors[e.id] for e in self.exemplars_of(pid)], axis=0)
+                m = np.mean([self._vectors[i] for i in groups[pid]], axis=0)
                 rows.append(m / max(np.linalg.norm(m), 1e-12))
             mat = np.stack(rows).astype(np.float32) if rows else np.zeros((0, self.dim), np.float32)
             self._centroids = (mat, pids)
@@ -346,7 +358,7 @@ class Gallery:
                 order = [pids[j] for j in np.argsort(-cs)]
                 for pid in order[:1 + candidates]:
                     if pid not in best:  # its nearest exemplar was not among the neighbours searched
-                        best[pid] = max(float(self._vectors[e.id] @ q) for e in self.exemplars_of(pid))
+                        best[pid] = max(float(self._vectors[i] @ q) for i in self.by_person()[pid])
             order = [p for p in order if p in best]
             if not order:
                 out.append(Match(UNKNOWN, True, -1.0, 2.0, thr, rule=rule))
