@@ -138,9 +138,12 @@ def embed_array(model: torch.nn.Module, imgs: np.ndarray, pp: Preprocess, flip: 
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, resume: str | Path | None = None):
+    def __init__(self, cfg: TrainConfig, resume: str | Path | None = None, callbacks: list | None = None):
         cfg.validate()
         self.cfg = cfg
+        #: called as ``cb(trainer)`` before the first step and after every step (e.g. the analysis snapshots,
+        #: ``training.analysis.snapshots.TrainerSnapshots``); ``cb.close(trainer)``, if present, at the end
+        self.callbacks = list(callbacks or [])
         torch.set_num_threads(max(1, cfg.threads))
         seed_everything(cfg.seed)
         spec = NETWORKS[cfg.network]
@@ -297,6 +300,8 @@ class Trainer:
             self._log_eval()
         stop_reason = "steps"
         run_loss = None
+        for cb in self.callbacks:
+            cb(self)
         while self.step < cfg.steps:
             if cfg.max_minutes and self.elapsed >= cfg.max_minutes * 60:
                 stop_reason = "time budget"
@@ -316,6 +321,8 @@ class Trainer:
             self.cpu_s = time.process_time() - cpu_start
             run_loss = loss.item() if run_loss is None else 0.95 * run_loss + 0.05 * loss.item()
             bar.update(1)
+            for cb in self.callbacks:
+                cb(self)
             if self.step % 20 == 0:
                 bar.set_postfix(loss=f"{run_loss:.3f}", lr=f"{lr:.4f}", **{k: f"{v:.2f}" for k, v in extra.items()})
                 self._append_log({"event": "train", "step": self.step, "loss": run_loss, "lr": lr,
@@ -327,6 +334,9 @@ class Trainer:
                     stop_reason = "early stopping"
                     break
         bar.close()
+        for cb in self.callbacks:
+            if hasattr(cb, "close"):
+                cb.close(self)
         final = self.evaluate_dev()
         self.save_checkpoint(final_metrics=final)
         if final is not None:

@@ -83,7 +83,12 @@ def networks() -> None:
 @click.option("--threads", type=int, default=None, help="Torch CPU threads. [1]")
 @click.option("--resume", type=click.Path(exists=True), default=None, help="Resume from a run dir or checkpoint.pt.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar. [on]")
-def train_cmd(config, resume, exclude_folds, dev_folds, net_args, **opts) -> None:
+@click.option("--snapshot-at", default=None, metavar="N,N,...",
+              help="Sample counts at which to snapshot the embeddings of up to 12 training people (t-SNE, "
+                   "boxplot, medoid table) into OUT/snapshots, e.g. 0,8000,16000 (the study's figures).")
+@click.option("--snapshot-every", type=click.IntRange(1), default=None,
+              help="Also snapshot every this many samples.")
+def train_cmd(config, resume, exclude_folds, dev_folds, net_args, snapshot_at, snapshot_every, **opts) -> None:
     """Train a face embedder (triplet, pair or margin-softmax) and write it with its model card."""
     from training.trainer import TrainConfig, Trainer, config_from_file
 
@@ -104,7 +109,17 @@ def train_cmd(config, resume, exclude_folds, dev_folds, net_args, **opts) -> Non
     if dev_folds is not None:
         opts["dev_folds"] = _folds(dev_folds)
     cfg = config_from_file(config, **opts) if config else TrainConfig(**opts)
-    summary = Trainer(cfg, resume=resume).fit()
+    callbacks = []
+    if snapshot_at or snapshot_every:
+        from training.analysis.snapshots import TrainerSnapshots
+
+        try:
+            at = [int(x) for x in snapshot_at.split(",") if x.strip()] if snapshot_at else []
+        except ValueError:
+            raise click.BadParameter(f"{snapshot_at!r}: expected sample counts like 0,8000,16000",
+                                     param_hint="--snapshot-at") from None
+        callbacks.append(TrainerSnapshots(at, Path(cfg.out) / "snapshots", every=snapshot_every))
+    summary = Trainer(cfg, resume=resume, callbacks=callbacks).fit()
     dev = summary.get("dev") or {}
     msg = (f"trained {cfg.network}/{cfg.method}: {summary['step']} steps, {summary['samples_seen']} samples, "
            f"{summary['elapsed_s'] / 60:.1f} min ({summary['stop_reason']})")

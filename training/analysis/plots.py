@@ -26,7 +26,8 @@ def person_styles(people: Sequence[str]) -> dict[str, tuple]:
         tab20 = matplotlib.colormaps["tab20"]
         colours = [tab20(k) for k in range(0, 20, 2)] + [tab20(k) for k in range(1, 20, 2)]
     nc = len(colours)
-    return {p: (colours[k % nc], MARKERS[(k // nc) % len(MARKERS)]) for k, p in enumerate(people)}
+    # past the 10 strong colours the marker changes too, so the light twins are not read as the strong ones
+    return {p: (colours[k % nc], MARKERS[(k // 10) % len(MARKERS)]) for k, p in enumerate(people)}
 
 
 def _save(fig: Figure, path: Path, dpi: int = 110) -> Path:
@@ -89,10 +90,10 @@ def boxplot_figure(intra: dict[str, np.ndarray], people: Sequence[str], path: Pa
                        s=50, color="red", zorder=4, label="distance to nearest other medoid")
         ax.set_xticks(xs)
         ax.set_xticklabels(shown, rotation=45, ha="right", fontsize=8)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=8, frameon=False)
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
     ax.set_ylim(bottom=0)
     ax.set_ylabel("Euclidean distance")
-    ax.set_title(title)
+    ax.set_title(title, pad=24)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 

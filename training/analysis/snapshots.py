@@ -150,3 +150,44 @@ table{{border-collapse:collapse}} img{{max-width:100%}}</style></head><body>
         index = self.out_dir / "index.html"
         index.write_text(page)
         return index
+
+
+class TrainerSnapshots:
+    """The bridge from ``training.trainer.Trainer`` to a :class:`SnapshotRecorder`: pass it in
+    ``Trainer(cfg, callbacks=[TrainerSnapshots(at=[0, 8000, 16000], out_dir=run / "snapshots")])``.
+
+    On its first call it picks the probe faces from the trainer's training set (the ``people`` people with the
+    most faces, at most ``per_person`` each, seeded: the study watched its training set), then snapshots them
+    whenever ``trainer.samples_seen`` reaches a chosen count; ``close`` writes the sequence.
+    """
+
+    def __init__(self, at: Iterable[int] = (), out_dir: str | Path = "snapshots", *, every: int | None = None,
+                 people: int = 12, per_person: int = 20, **recorder_options):
+        self.at, self.every, self.out_dir = list(at), every, Path(out_dir)
+        self.people, self.per_person, self.options = people, per_person, recorder_options
+        self.recorder: SnapshotRecorder | None = None
+        self.crops: np.ndarray | None = None
+
+    def _setup(self, trainer) -> None:
+        from training.analysis.inputs import choose_rows
+        from training.data import center_batch
+
+        train = trainer.train
+        names = np.asarray(train.names)[train.labels]
+        rows = choose_rows(names, self.people, None, self.per_person, seed=trainer.cfg.seed)
+        self.crops = center_batch(train.images[rows], trainer.input_size)
+        self.recorder = SnapshotRecorder(self.at, self.out_dir, names[rows], every=self.every,
+                                         seed=trainer.cfg.seed, **self.options)
+
+    def __call__(self, trainer) -> Snapshot | None:
+        if self.recorder is None:
+            self._setup(trainer)
+        if not self.recorder.due(trainer.samples_seen):
+            return None
+        from training.trainer import embed_array
+
+        return self.recorder.maybe_snapshot(trainer.samples_seen,
+                                            lambda: embed_array(trainer.model, self.crops, trainer.pp, flip=False))
+
+    def close(self, trainer=None) -> Path | None:
+        return self.recorder.finish() if self.recorder is not None else None
