@@ -80,9 +80,11 @@ def label_cmd(folder: Path, out: Path, teacher: str, limit: int | None, threads:
 @click.option("--threads", type=int, default=1, show_default=True, help="Torch CPU threads (the machine is shared).")
 @click.option("--workers", type=int, default=1, show_default=True, help="Data-synthesis worker processes (0 = inline).")
 @click.option("--input-size", type=int, default=640, show_default=True, help="Inference size written into the card.")
+@click.option("--init", "init", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Continue from a saved detector (.pt with its card): its weights and anchors.")
 @click.option("--no-pseudo", is_flag=True, help="Train without the pseudo-labelled photos (composites of the PASCAL boxes only).")
 def train_cmd(out, size, labels_dir, data_dir, img_size, batch, steps, minutes, lr, warmup, anchors_per_scale, gray_p, seed,
-              threads, workers, input_size, no_pseudo) -> None:
+              threads, workers, input_size, init, no_pseudo) -> None:
     """Train the YOLO-style detector on pseudo-labelled photos, composites and the dlib PASCAL training boxes."""
     from iznet.config import shared_data_dir
     from training.detection.train import TrainConfig, default_sources, train
@@ -103,7 +105,7 @@ def train_cmd(out, size, labels_dir, data_dir, img_size, batch, steps, minutes, 
             )
     cfg = TrainConfig(out=out, size=size, img_size=img_size, batch=batch, steps=steps, minutes=minutes, lr=lr, warmup=warmup,
                       num_anchors=anchors_per_scale, gray_p=gray_p, seed=seed, threads=threads, workers=workers,
-                      input_size=input_size, sources=sources)
+                      input_size=input_size, sources=sources, init=str(init) if init else "")
     path = train(cfg)
     click.echo(f"detector -> {path} (card {path.with_suffix('.json')})")
 

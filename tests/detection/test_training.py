@@ -69,3 +69,7 @@ def test_trainer_writes_a_loadable_detector(toy_photos, tmp_path):
     assert isinstance(det, Detector)
     faces = det.detect(np.zeros((90, 130, 3), np.uint8))
     assert all(0 <= f.x1 < f.x2 <= 130 and 0 <= f.y1 < f.y2 <= 90 for f in faces)
+    # continuing from the saved detector keeps its anchors
+    cont = train(TrainConfig(**{**cfg.__dict__, "out": tmp_path / "cont.pt", "steps": 2, "init": str(path)}),
+                 progress=False)
+    assert json.loads(cont.with_suffix(".json").read_text())["anchors"] == card["anchors"]

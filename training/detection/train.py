@@ -59,6 +59,7 @@ class TrainConfig:
     input_size: int = 640  # the inference size written into the card
     name: str = ""
     sources: dict = field(default_factory=dict)
+    init: str = ""  # a saved detector (.pt with its card) to continue from: its weights and anchors
 
 
 class _Batches(torch.utils.data.IterableDataset):
@@ -113,9 +114,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
 
     k = 3 * cfg.num_anchors
     anchors, wh = fit_anchors(source, k, seed=cfg.seed)
+    model = build_model(cfg.size, num_anchors=cfg.num_anchors)
+    if cfg.init:  # continue a saved run: same architecture, its weights and its anchors
+        init_card = json.loads(Path(cfg.init).with_suffix(".json").read_text())
+        if init_card["size"] != cfg.size or init_card["num_anchors"] != cfg.num_anchors:
+            raise ValueError(f"--init {cfg.init} is a {init_card['size']} model with {init_card['num_anchors']} anchors")
+        model.load_state_dict(torch.load(Path(cfg.init).with_suffix(".pt"), map_location="cpu", weights_only=True))
+        anchors = np.asarray(init_card["anchors"], np.float32).reshape(-1, 2)
     anchors_t = torch.from_numpy(anchors).view(3, cfg.num_anchors, 2)
 
-    model = build_model(cfg.size, num_anchors=cfg.num_anchors)
     model = model.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
