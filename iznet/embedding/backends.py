@@ -161,6 +161,12 @@ def _status_name(exc) -> str:
     return s.rsplit(".", 1)[-1]
 
 
+def _short(reason: str, limit: int = 400) -> str:
+    """Triton's reason without the python backend's traceback ("At: ..."), on one line."""
+    reason = reason.split("\n\nAt:")[0].strip().replace("\n", " ")
+    return reason if len(reason) <= limit else reason[:limit] + "..."
+
+
 def _message(exc) -> str:
     return (exc.message() if hasattr(exc, "message") else str(exc)) or str(exc)
 
@@ -213,7 +219,7 @@ class TritonEmbedder(_GraphBackend):
         if self.model_version:
             rows = [m for m in rows if str(m.get("version", "")) == self.model_version] or rows
         return "; ".join(f"version {m.get('version', '?')} is {m.get('state', 'UNKNOWN')}"
-                         + (f": {m['reason']}" if m.get("reason") else "") for m in rows)
+                         + (f": {_short(m['reason'])}" if m.get("reason") else "") for m in rows)
 
     def health(self) -> tuple[bool, str]:
         """(ready, reason): is Triton live and serving the model? Never raises."""
