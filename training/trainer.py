@@ -53,6 +53,7 @@ class TrainConfig:
     width: float = 1.0
     crop_fraction: float = 1.0          # centre of the dataset crop kept (raw LFW 250x250: ~0.45)
     embedding_dim: int = 128
+    net_args: dict = field(default_factory=dict)  # extra network keyword arguments, e.g. {"cells": [4, 8, 16]}
     # data selection
     pairs: str | None = None            # LFW-format pairs file naming held-out / dev people
     exclude_folds: list[int] = field(default_factory=list)  # people in these folds' pairs are not trained on
@@ -148,7 +149,7 @@ class Trainer:
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self._load_data()
-        overrides = {"input_size": self.input_size, "width": cfg.width}
+        overrides = {"input_size": self.input_size, "width": cfg.width, **cfg.net_args}
         self.model = create_network(cfg.network, cfg.embedding_dim, **overrides)
         nclass = len(self.train.names)
         if cfg.method == "softmax":
@@ -175,6 +176,7 @@ class Trainer:
             self.sampler = None
         self.order, self.cursor, self.epoch = np.zeros(0, np.int64), 0, 0
         self.step, self.samples_seen, self.images_seen, self.elapsed = 0, 0, 0, 0.0
+        self.cpu_s = 0.0  # process CPU seconds spent training (the machine may be shared: wall time overstates)
         self.best, self.bad_evals, self.history = None, 0, []
         if resume:
             self._resume(Path(resume))
@@ -286,6 +288,7 @@ class Trainer:
     def fit(self) -> dict:
         cfg = self.cfg
         t_start = time.time() - self.elapsed
+        cpu_start = time.process_time() - self.cpu_s
         self.model.train()
         self.head.train()
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.network}/{cfg.method}", disable=not cfg.progress,
@@ -310,12 +313,14 @@ class Trainer:
             self.step += 1
             self.samples_seen += cfg.batch_size
             self.elapsed = time.time() - t_start
+            self.cpu_s = time.process_time() - cpu_start
             run_loss = loss.item() if run_loss is None else 0.95 * run_loss + 0.05 * loss.item()
             bar.update(1)
             if self.step % 20 == 0:
                 bar.set_postfix(loss=f"{run_loss:.3f}", lr=f"{lr:.4f}", **{k: f"{v:.2f}" for k, v in extra.items()})
                 self._append_log({"event": "train", "step": self.step, "loss": run_loss, "lr": lr,
-                                  "elapsed_s": round(self.elapsed, 1), "epoch": self.epoch, **extra})
+                                  "elapsed_s": round(self.elapsed, 1), "cpu_s": round(self.cpu_s, 1), "epoch": self.epoch,
+                                  **extra})
             if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
                 self.save_checkpoint()
                 if self.dev is not None and self._log_eval():
@@ -327,7 +332,8 @@ class Trainer:
         if final is not None:
             self._consider_best(final)
         summary = {"event": "done", "stop_reason": stop_reason, "step": self.step, "samples_seen": self.samples_seen,
-                   "images_seen": self.images_seen, "elapsed_s": round(self.elapsed, 1), "dev": final,
+                   "images_seen": self.images_seen, "elapsed_s": round(self.elapsed, 1),
+                   "cpu_s": round(self.cpu_s, 1), "dev": final,
                    "best_dev_accuracy": self.best}
         self._append_log(summary)
         return summary
@@ -375,7 +381,8 @@ class Trainer:
                         "dev_folds": cfg.dev_folds, "dev_pairs": cfg.dev_pairs,
                         "train_people": len(self.train.names), "train_images": len(self.train)},
             "training": {"steps": self.step, "samples_seen": self.samples_seen, "images_seen": self.images_seen,
-                         "epochs": self.epoch, "elapsed_s": round(self.elapsed, 1), "threads": cfg.threads,
+                         "epochs": self.epoch, "elapsed_s": round(self.elapsed, 1), "cpu_s": round(self.cpu_s, 1),
+                         "threads": cfg.threads,
                          "seed": cfg.seed, "optimizer": cfg.optimizer, "lr": cfg.lr, "momentum": cfg.momentum,
                          "batch_size": cfg.batch_size, "weight_decay": cfg.weight_decay, "schedule": cfg.schedule},
             "metrics": {"dev": metrics, "dev_history": self.history},
@@ -399,7 +406,7 @@ class Trainer:
         state = {
             "config": asdict(self.cfg), "model": self.model.state_dict(), "head": self.head.state_dict(),
             "optimizer": self.opt.state_dict(), "step": self.step, "samples_seen": self.samples_seen,
-            "images_seen": self.images_seen, "elapsed": self.elapsed, "epoch": self.epoch,
+            "images_seen": self.images_seen, "elapsed": self.elapsed, "cpu_s": self.cpu_s, "epoch": self.epoch,
             "order": torch.from_numpy(self.order.copy()), "cursor": self.cursor,
             "rng": json.dumps(self.rng.bit_generator.state),
             "sampler_rng": json.dumps(self.sampler.rng.bit_generator.state) if self.sampler else "",
@@ -428,6 +435,7 @@ class Trainer:
         self.opt.load_state_dict(st["optimizer"])
         self.step, self.samples_seen, self.images_seen = st["step"], st["samples_seen"], st["images_seen"]
         self.elapsed, self.epoch, self.cursor = st["elapsed"], st["epoch"], st["cursor"]
+        self.cpu_s = float(st.get("cpu_s", 0.0))
         self.order = st["order"].numpy()
         self.rng.bit_generator.state = json.loads(st["rng"])
         if self.sampler and st["sampler_rng"]:
@@ -444,11 +452,17 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
 
 
 def config_from_file(path: str | Path, **overrides) -> TrainConfig:
-    """A JSON experiment config (see ``training/configs/``) with overrides on top."""
+    """A JSON experiment config (see ``training/configs/``) with overrides on top. ``{shared_data}`` in a
+    string value stands for the shared data folder (``$IZNET_SHARED_DATA`` or ``../shared/data``)."""
     d = json.loads(Path(path).read_text())
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = set(d) - names
     if unknown:
         raise UserInputError(f"{path}: unknown config keys {sorted(unknown)}")
+    from iznet.config import shared_data_dir
+
+    for k, v in d.items():
+        if isinstance(v, str) and "{shared_data}" in v:
+            d[k] = v.replace("{shared_data}", str(shared_data_dir()))
     d.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**d)

@@ -19,10 +19,16 @@ from iznet import __version__
 from iznet.errors import IZNetError
 
 COMMANDS: dict[str, str] = {
+    "analyze": "iznet.cli.analyze:analyze",
     "data": "iznet.cli.data:data",
     "demo": "iznet.cli.demo:demo",
     "embed": "iznet.cli.embed:embed",
     "evaluate": "iznet.cli.embed:evaluate",
+    "gallery": "iznet.cli.gallery:gallery",
+    "detect": "iznet.cli.detect:detect",
+    "jobs": "iznet.cli.jobs:jobs",
+    "label": "iznet.cli.up:label",
+    "up": "iznet.cli.up:up",
     "export": "iznet.cli.export:export",
     "triton": "iznet.cli.triton:triton",
     "vectors": "iznet.cli.triton:vectors",

@@ -46,6 +46,8 @@ def networks() -> None:
                    "or softmax (CosFace/ArcFace margin softmax baseline). [softmax]")
 @click.option("--input-size", type=int, default=None, help="Network input side in pixels [network default].")
 @click.option("--width", type=float, default=None, help="Channel multiplier (tiny versions of big nets). [1.0]")
+@click.option("--net-arg", "net_args", multiple=True, metavar="KEY=JSON",
+              help="Extra network argument, e.g. --net-arg hidden=512 --net-arg 'cells=[4,8,16]'. Repeatable.")
 @click.option("--crop-fraction", type=float, default=None,
               help="Centre fraction of each crop fed to the network (raw 250x250 LFW: 0.45). [1.0]")
 @click.option("--pairs", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -81,17 +83,26 @@ def networks() -> None:
 @click.option("--threads", type=int, default=None, help="Torch CPU threads. [1]")
 @click.option("--resume", type=click.Path(exists=True), default=None, help="Resume from a run dir or checkpoint.pt.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar. [on]")
-def train_cmd(config, resume, exclude_folds, dev_folds, **opts) -> None:
+def train_cmd(config, resume, exclude_folds, dev_folds, net_args, **opts) -> None:
     """Train a face embedder (triplet, pair or margin-softmax) and write it with its model card."""
     from training.trainer import TrainConfig, Trainer, config_from_file
 
     opts = {k: v for k, v in opts.items() if v is not None}
+    if net_args:
+        parsed = {}
+        for item in net_args:
+            key, sep, val = item.partition("=")
+            if not sep or not key:
+                raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--net-arg")
+            try:
+                parsed[key] = json.loads(val)
+            except json.JSONDecodeError:
+                parsed[key] = val
+        opts["net_args"] = parsed
     if exclude_folds is not None:
         opts["exclude_folds"] = _folds(exclude_folds)
     if dev_folds is not None:
         opts["dev_folds"] = _folds(dev_folds)
-    if resume and not config and (Path(resume) / "checkpoint.pt").exists() is False and Path(resume).is_file():
-        pass
     cfg = config_from_file(config, **opts) if config else TrainConfig(**opts)
     summary = Trainer(cfg, resume=resume).fit()
     dev = summary.get("dev") or {}
@@ -122,9 +133,12 @@ embed.add_command(train_cmd, "train")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="Write the full report (with the ROC curve) here.")
 @click.option("--roc-csv", type=click.Path(dir_okay=False), default=None, help="Write far,tar,threshold rows here.")
+@click.option("--crop-fraction", type=float, default=None,
+              help="Override the model card's centre crop share (e.g. a raw-LFW model on builder crops: 0.72).")
 @click.option("--threads", type=int, default=1, show_default=True, help="Torch CPU threads.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the gallery/probe split.")
-def evaluate(model, pairs_path, data, folds, kfold, far, identification, flip, json_out, roc_csv, threads, seed):
+def evaluate(model, pairs_path, data, folds, kfold, far, identification, flip, json_out, roc_csv, crop_fraction,
+             threads, seed):
     """Judge an embedder: LFW-protocol verification accuracy (threshold chosen on the other folds, mean and
     std), ROC AUC, TAR@FAR and rank-1 identification."""
     import numpy as np
@@ -136,7 +150,7 @@ def evaluate(model, pairs_path, data, folds, kfold, far, identification, flip, j
     from iznet.imageio import read_image
     from training.data import list_people, load_pairs, resolve_faces_root
 
-    emb = load_embedder(model, threads=threads, flip_tta=flip)
+    emb = load_embedder(model, threads=threads, flip_tta=flip, crop_fraction=crop_fraction)
     pairs = load_pairs(pairs_path)
     sel = _folds(folds)
     if sel:

@@ -37,6 +37,7 @@ import cv2
 
 from iznet.data.align import DEFAULT_MARGIN, DEFAULT_SIZE, align_face, choose_face, find_eyes
 from iznet.data.pairs import Pair, write_pairs
+from iznet.detection.find import detect_faces
 from iznet.detection.types import FaceBox
 from iznet.data.phash import from_hex, hamming, phash, to_hex
 from iznet.errors import IZNetError, NotFoundError, PreconditionError, UserInputError
@@ -148,22 +149,8 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would only contend
 
 
-def _detect(detector, image, min_face: int) -> tuple[list, bool]:
-    """Faces of at least ``min_face`` pixels. Photos that are already tight face crops (the face touching
-    the borders) defeat most detectors, so when none is found we look again with a border added."""
-    faces = [f for f in detector.detect(image) if min(f.width, f.height) >= min_face]
-    if faces:
-        return faces, False
-    h, w = image.shape[:2]
-    pad = int(0.25 * max(h, w))
-    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    found = []
-    for f in detector.detect(padded):
-        f = FaceBox(max(0.0, f.x1 - pad), max(0.0, f.y1 - pad), min(w, f.x2 - pad), min(h, f.y2 - pad), f.score,
-                    None if f.landmarks is None else f.landmarks - pad)
-        if min(f.width, f.height) >= min_face:
-            found.append(f)
-    return found, bool(found)
+# Shared with gallery enrollment and labelling (iznet.detection.find).
+_detect = detect_faces
 
 
 def process_photo(task: tuple[str, str, str, int, int, dict[str, Any]]) -> dict[str, Any]:
@@ -393,7 +380,11 @@ def build_dataset(
     rebuild: bool = False,
     progress: bool = True,
     checkpoint_every: int = 500,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> BuildReport:
+    """Build or grow ``dst`` from ``src``. ``on_progress(done, total)`` is called after each photo processed in
+    this run (a job reports it as task state); the manifest is recorded every ``checkpoint_every`` photos,
+    so a run that is killed resumes from its last checkpoint."""
     from tqdm import tqdm
 
     started = time.perf_counter()
@@ -432,6 +423,8 @@ def build_dataset(
         if i % checkpoint_every == 0 or i == len(tasks):
             _settle(dst, list(records.values()), {r["source"] for r in pending}, cfg)
             pending.clear()
+        if on_progress is not None:
+            on_progress(i, len(tasks))
     new_sources = {t[1] for t in tasks}
     if not tasks:
         _settle(dst, list(records.values()), set(), cfg)

@@ -68,7 +68,14 @@ class UltraLightTeacher:
     and run NMS.
     """
 
-    def __init__(self, model_path: str | Path, score_threshold: float = 0.7, iou_threshold: float = 0.3):
+    def __init__(
+        self,
+        model_path: str | Path,
+        score_threshold: float = 0.7,
+        iou_threshold: float = 0.3,
+        threads: int = 0,
+        max_candidates: int = 1000,
+    ):
         import onnxruntime as ort
 
         model_path = Path(model_path)
@@ -76,6 +83,9 @@ class UltraLightTeacher:
             raise NotFoundError(f"teacher model {model_path} not found")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # the graph lists its weights as inputs; ORT warns once per weight
+        if threads > 0:  # 0 = onnxruntime's default (one per core); the shared machine wants 1
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         shape = self.session.get_inputs()[0].shape  # [1, 3, H, W]
         self.input_name = self.session.get_inputs()[0].name
@@ -83,6 +93,7 @@ class UltraLightTeacher:
         self.name = f"ultralight-{self.input_hw[1]}"
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
+        self.max_candidates = max_candidates
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
         h, w = image.shape[:2]
@@ -92,7 +103,11 @@ class UltraLightTeacher:
         scores, boxes = self.session.run(None, {self.input_name: np.ascontiguousarray(x)})
         scores, boxes = scores[0, :, 1], boxes[0]
         mask = scores > self.score_threshold
-        scores, boxes = scores[mask], boxes[mask] * np.array([w, h, w, h], dtype=np.float32)
+        scores, boxes = scores[mask], boxes[mask]
+        if len(scores) > self.max_candidates:  # a low threshold passes thousands of priors; NMS is quadratic
+            top = np.argsort(-scores)[: self.max_candidates]
+            scores, boxes = scores[top], boxes[top]
+        boxes = boxes * np.array([w, h, w, h], dtype=np.float32)
         boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, w)
         boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, h)
         keep = nms(boxes, scores, self.iou_threshold)
@@ -103,17 +118,21 @@ def ultralight_path(size: int) -> Path:
     return shared_data_dir() / "models" / "ultra_light" / f"version-RFB-{size}.onnx"
 
 
-def make_teacher(spec: str = "haar"):
-    """A teacher by name (``haar``, ``ultralight-320``, ``ultralight-640``) or an Ultra-Light ``.onnx`` path."""
+def make_teacher(spec: str = "haar", **kwargs):
+    """A teacher by name (``haar``, ``ultralight-320``, ``ultralight-640``) or an Ultra-Light ``.onnx`` path.
+
+    ``kwargs`` go to the teacher's constructor (e.g. ``score_threshold=0.05, threads=1`` for the Ultra-Light
+    models, ``min_neighbors=3`` for Haar).
+    """
     if spec == "haar":
-        return HaarTeacher()
+        return HaarTeacher(**kwargs)
     if spec in ("ultralight-320", "ultralight-640"):
         path = ultralight_path(int(spec.rsplit("-", 1)[1]))
         if not path.is_file():
             raise NotFoundError(
                 f"teacher {spec!r} needs {path} (the shared data folder); use --teacher haar or give an .onnx path"
             )
-        return UltraLightTeacher(path)
+        return UltraLightTeacher(path, **kwargs)
     if spec.endswith(".onnx"):
-        return UltraLightTeacher(spec)
+        return UltraLightTeacher(spec, **kwargs)
     raise UserInputError(f"unknown teacher {spec!r}: choose one of {', '.join(TEACHERS)} or an .onnx path")

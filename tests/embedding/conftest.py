@@ -13,19 +13,13 @@ from pathlib import Path
 import cv2
 import pytest
 
-from iznet.config import shared_data_dir
-
-
-def _orl_dir() -> Path:
-    d = shared_data_dir() / "att_orl"
-    if not (d / "s1" / "1.pgm").is_file():
-        pytest.skip(f"needs ../shared/data (att_orl not found at {d})")
-    return d
 
 
 @pytest.fixture(scope="session")
-def orl_lfw(tmp_path_factory) -> tuple[Path, Path]:
-    src = _orl_dir()
+def orl_lfw(shared_data, tmp_path_factory) -> tuple[Path, Path]:
+    src = shared_data / "att_orl"
+    if not (src / "s1" / "1.pgm").is_file():
+        pytest.skip(f"needs att_orl in the shared data ({src} is missing)")
     root = tmp_path_factory.mktemp("orl_lfw")
     people = [f"s{i}" for i in range(1, 41)]
     for p in people:

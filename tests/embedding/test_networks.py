@@ -9,14 +9,15 @@ from iznet.errors import UserInputError
 # tiny versions of the big nets (same structure, fewer channels, smaller inputs) keep this fast
 TINY = {
     "small": dict(input_size=32, width=0.25),
+    "hog": dict(input_size=32, cells=(8,), hidden=16),
     "nn1": dict(input_size=96, width=0.125, fc_width=256),
-    "nn2": dict(input_size=96, width=0.125),
-    "inception_v3": dict(input_size=139, width=0.125),
+    "nn2": dict(input_size=64, width=0.125),
+    "inception_v3": dict(input_size=75, width=0.125),
 }
 
 
 def test_registry_lists_the_four_networks():
-    assert {"small", "nn1", "nn2", "inception_v3"} <= set(NETWORKS)
+    assert {"small", "hog", "nn1", "nn2", "inception_v3"} <= set(NETWORKS)
     assert NETWORKS["nn1"].input_size == 220
     assert NETWORKS["nn2"].input_size == 224
     assert NETWORKS["inception_v3"].input_size == 299
@@ -33,6 +34,7 @@ def test_shapes_normalisation_and_gradients(name):
     net = create_network(name, **TINY[name])
     s = TINY[name]["input_size"]
     x = torch.randn(3, 3, s, s, requires_grad=True)
+    net.train()
     y = net(x)
     assert y.shape == (3, 128)
     assert torch.allclose(y.norm(dim=1), torch.ones(3), atol=1e-5)
@@ -45,12 +47,16 @@ def test_shapes_normalisation_and_gradients(name):
 
 def test_published_sizes():
     # FaceNet Table 1 lists 140M parameters for NN1, Table 2 7.5M for NN2
-    nn1 = create_network("nn1")
-    assert 139e6 < sum(p.numel() for p in nn1.parameters()) < 141e6
-    nn2 = create_network("nn2")
-    assert 7.3e6 < sum(p.numel() for p in nn2.parameters()) < 7.6e6
-    x = torch.randn(1, 3, 224, 224)
-    assert nn2.eval()(x).shape == (1, 128)
+    with torch.device("meta"):  # shapes only: no 560 MB of weights to initialise
+        nn1 = create_network("nn1")
+        assert 139e6 < sum(p.numel() for p in nn1.parameters()) < 141e6
+        assert nn1.fc[0].linear.in_features == 7 * 7 * 256  # fc1 sees pool4's 7x7x256, as in Table 1
+        assert nn1(torch.empty(2, 3, 220, 220)).shape == (2, 128)
+        nn2 = create_network("nn2")
+        assert 7.3e6 < sum(p.numel() for p in nn2.parameters()) < 7.6e6
+        assert nn2(torch.empty(2, 3, 224, 224)).shape == (2, 128)
+        v3 = create_network("inception_v3")
+        assert v3(torch.empty(2, 3, 299, 299)).shape == (2, 128)
 
 
 def test_maxout_is_max_over_affine_pieces():
@@ -71,3 +77,15 @@ def test_l2_pool_is_root_mean_square():
     x = torch.tensor([[[[3.0, 4.0], [0.0, 0.0]]]])
     y = L2Pool(2, 2, 0)(x)
     assert torch.allclose(y, torch.tensor([[[[(25.0 / 4) ** 0.5]]]]), atol=1e-4)
+
+
+def test_hog_layer_sees_edges_by_orientation():
+    from iznet.embedding.networks import HOGLayer
+
+    img = torch.zeros(1, 3, 16, 16)
+    img[..., :, 8:] = 1.0                      # a vertical edge: horizontal gradient, orientation 0
+    vert = HOGLayer(cell=8, bins=9)(img).view(9, 4, -1)
+    img2 = img.transpose(2, 3).contiguous()   # a horizontal edge: orientation pi/2
+    horiz = HOGLayer(cell=8, bins=9)(img2).view(9, 4, -1)
+    assert vert.sum(dim=(1, 2)).argmax() in (0, 8)
+    assert horiz.sum(dim=(1, 2)).argmax() in (4,)

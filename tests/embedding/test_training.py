@@ -61,6 +61,7 @@ def test_softmax_training_raises_dev_accuracy(orl_lfw, tmp_path):
 @pytest.mark.parametrize("network,method,size", [
     ("small", "triplet", 32),
     ("small", "pair", 32),
+    ("hog", "triplet", 32),
     ("nn1", "triplet", 64),
     ("nn1", "pair", 64),
     ("nn1", "softmax", 64),
@@ -72,7 +73,7 @@ def test_softmax_training_raises_dev_accuracy(orl_lfw, tmp_path):
 def test_every_network_and_method_trains_end_to_end(orl_lfw, tmp_path, network, method, size):
     root, pairs = orl_lfw
     out = tmp_path / f"{network}-{method}"
-    width = 0.125 if network != "small" else 0.5
+    width = 0.125 if network not in ("small", "hog") else 0.5
     c = cfg(root, pairs, out, network=network, method=method, input_size=size, width=width, steps=4,
             eval_every=0, batch_size=8, lr=0.01)
     s = Trainer(c).fit()

@@ -1,0 +1,221 @@
+"""The detector trainer: one readable loop.
+
+1. Labelled photos: pseudo-labels from a teacher on LFW and the group photos (cached JSON, see
+   :mod:`training.detection.pseudo_labels`), plus the dlib PASCAL training boxes.
+2. Anchors: k-means (1 - IoU) over the boxes of a few hundred training samples, as drawn by the sampler.
+3. Train: AdamW, warm-up then cosine decay over the step budget (or the time budget, whichever ends first),
+   an exponential moving average of the weights (the EMA is what gets saved), a checkpoint every few minutes
+   so a cut run still leaves a usable detector.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from iznet.detection.anchors import kmeans_anchors, mean_best_iou
+from iznet.detection.darknet import STRIDES, build_model, count_parameters, model_config
+from iznet.detection.yolo import save_detector, to_tensor
+from training.detection.data import (
+    LabelledImage,
+    SampleSource,
+    list_backgrounds,
+    photos_from_imglab,
+    photos_from_pseudo_labels,
+)
+from training.detection.targets import YoloLoss
+
+
+@dataclass
+class TrainConfig:
+    out: Path
+    size: str = "cpu"
+    img_size: int = 256
+    batch: int = 16
+    steps: int = 3000
+    minutes: float = 0.0  # 0 = no time budget
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    warmup: int = 100
+    num_anchors: int = 3
+    ema_decay: float = 0.99
+    seed: int = 0
+    threads: int = 1
+    workers: int = 0
+    checkpoint_minutes: float = 5.0
+    log_every: int = 20
+    gray_p: float = 0.5
+    mix: tuple[float, float, float] = (0.4, 0.4, 0.2)
+    input_size: int = 640  # the inference size written into the card
+    name: str = ""
+    sources: dict = field(default_factory=dict)
+
+
+class _Batches(torch.utils.data.IterableDataset):
+    """Endless batches from a SampleSource; each worker has its own seed."""
+
+    def __init__(self, source: SampleSource, batch: int, seed: int):
+        self.source, self.batch, self.seed = source, batch, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        cv2.setNumThreads(1)
+        rng = np.random.default_rng([self.seed, info.id if info else 0])
+        while True:
+            ims, boxes = zip(*(self.source.sample(rng) for _ in range(self.batch)))
+            yield to_tensor(list(ims)), [torch.from_numpy(b) for b in boxes]
+
+
+def collect_photos(sources: dict, min_score: float = 0.7) -> list[LabelledImage]:
+    photos: list[LabelledImage] = []
+    for item in sources.get("pseudo", []):
+        photos += photos_from_pseudo_labels(Path(item["labels"]), Path(item["root"]), min_score=min_score)
+    for xml in sources.get("imglab", []):
+        photos += photos_from_imglab(Path(xml))
+    for p in photos:
+        if "cmu_mit" in str(p.path):
+            raise ValueError(f"{p.path}: CMU+MIT is the evaluation set and must not be trained on")
+    return photos
+
+
+def fit_anchors(source: SampleSource, k: int, n_samples: int = 300, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng([seed, 12345])
+    wh = []
+    for _ in range(n_samples):
+        _, b = source.sample(rng)
+        wh.append(b[:, 2:] - b[:, :2])
+    wh = np.concatenate(wh)
+    anchors = kmeans_anchors(wh, k=k, seed=seed)
+    return anchors, wh
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> Path:
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    cv2.setNumThreads(1)
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log_path = out.with_suffix(".log.jsonl")
+
+    photos = collect_photos(cfg.sources)
+    backgrounds = list_backgrounds(Path(cfg.sources["backgrounds"])) if cfg.sources.get("backgrounds") else []
+    source = SampleSource(photos, backgrounds, size=cfg.img_size, mix=cfg.mix, gray_p=cfg.gray_p)
+
+    k = 3 * cfg.num_anchors
+    anchors, wh = fit_anchors(source, k, seed=cfg.seed)
+    anchors_t = torch.from_numpy(anchors).view(3, cfg.num_anchors, 2)
+
+    model = build_model(cfg.size, num_anchors=cfg.num_anchors)
+    model = model.to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(model).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    criterion = YoloLoss(anchors_t)
+    decay, no_decay = [], []
+    for n_, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    loader = torch.utils.data.DataLoader(
+        _Batches(source, cfg.batch, cfg.seed),
+        batch_size=None,
+        num_workers=cfg.workers,
+        persistent_workers=cfg.workers > 0,
+        prefetch_factor=2 if cfg.workers > 0 else None,
+    )
+
+    card_base = {
+        "name": cfg.name or f"iznet-yolo-{cfg.size}",
+        "size": cfg.size,
+        "architecture": model_config(cfg.size),
+        "num_anchors": cfg.num_anchors,
+        "num_landmarks": 0,
+        "strides": list(STRIDES),
+        "anchors": anchors_t.tolist(),
+        "anchor_fit_mean_iou": round(mean_best_iou(wh, anchors), 4),
+        "input_size": cfg.input_size,
+        "conf_threshold": 0.3,
+        "iou_threshold": 0.4,
+        "parameters": count_parameters(model),
+        "train": {
+            **{k_: (str(v) if isinstance(v, Path) else v) for k_, v in asdict(cfg).items()},
+            "num_photos": len(photos),
+            "num_backgrounds": len(backgrounds),
+            "machine": platform.platform(),
+            "torch": torch.__version__,
+        },
+    }
+
+    def save(step: int, elapsed: float, final: bool) -> Path:
+        card = copy.deepcopy(card_base)
+        card["train"].update({"steps_done": step, "train_minutes": round(elapsed / 60, 2), "finished": final})
+        return save_detector(ema, card, out)
+
+    t0 = time.time()
+    last_ckpt = t0
+    it = iter(loader)
+    bar = tqdm(total=cfg.steps, desc="train detector", unit="step", disable=not progress)
+    step = 0
+    run_loss = None
+    with log_path.open("w") as log:
+        while step < cfg.steps:
+            elapsed = time.time() - t0
+            frac = step / cfg.steps
+            if cfg.minutes > 0:
+                frac = max(frac, elapsed / (cfg.minutes * 60))
+            if frac >= 1.0:
+                break
+            lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x, boxes = next(it)
+            x = x.contiguous(memory_format=torch.channels_last)
+            model.train()
+            loss, parts = criterion(model(x), boxes)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            opt.step()
+            d = min(cfg.ema_decay, (1 + step) / (10 + step))
+            with torch.no_grad():
+                for pe, pm in zip(ema.state_dict().values(), model.state_dict().values()):
+                    if pe.dtype.is_floating_point:
+                        pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+                    else:
+                        pe.copy_(pm)
+            step += 1
+            run_loss = float(loss) if run_loss is None else 0.95 * run_loss + 0.05 * float(loss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{run_loss:.3f}", lr=f"{lr:.1e}")
+            if step % cfg.log_every == 0 or step == 1:
+                log.write(json.dumps({"step": step, "t": round(time.time() - t0, 1), "loss": round(float(loss), 4),
+                                      "avg": round(run_loss, 4), "lr": lr, **parts}) + "\n")
+                log.flush()
+            if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
+                save(step, time.time() - t0, final=False)
+                last_ckpt = time.time()
+    bar.close()
+    return save(step, time.time() - t0, final=True)
+
+
+def default_sources(shared: Path, labels_dir: Path) -> dict:
+    """Training sources under the shared data folder and where their pseudo-labels are cached."""
+    return {
+        "pseudo": [
+            {"root": str(shared / "lfw"), "labels": str(labels_dir / "pseudo_lfw_ultralight640.json")},
+            {"root": str(shared / "groups"), "labels": str(labels_dir / "pseudo_groups_ultralight640.json")},
+        ],
+        "imglab": [str(shared / "detection" / "dlib_pascal_faces" / "training.xml")],
+        "backgrounds": str(shared / "detection" / "nonface_scenes"),
+    }
