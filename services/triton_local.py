@@ -145,6 +145,7 @@ class TritonServer:
         self.extra_args = list(extra_args or [])
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkdtemp(prefix="iznet-triton-")) / "triton.log"
         self.proc: subprocess.Popen | None = None
+        self.unavailable: list[tuple[str, str, str]] = []
 
     @property
     def grpc_url(self) -> str:
@@ -220,6 +221,9 @@ class TritonServer:
             return ""
 
     def wait_ready(self, timeout: float = 120.0, wait_models: bool = True) -> None:
+        """Until Triton is live and no model is still loading. Models that failed to load do not stop the
+        server (clients asking for them get UNAVAILABLE with the reason); they are listed in
+        ``self.unavailable`` as (name, version, reason)."""
         import tritonclient.grpc as grpcclient
 
         client = grpcclient.InferenceServerClient(self.grpc_url)
@@ -232,6 +236,12 @@ class TritonServer:
                 try:
                     if client.is_server_live(client_timeout=2):
                         if not wait_models or client.is_server_ready(client_timeout=2):
+                            self.unavailable = []
+                            return
+                        models = client.get_model_repository_index(as_json=True, client_timeout=2).get("models", [])
+                        if not any(m.get("state") in ("LOADING", "UNLOADING") for m in models):
+                            self.unavailable = [(m.get("name"), m.get("version", ""), m.get("reason", ""))
+                                                for m in models if m.get("state") != "READY"]
                             return
                 except Exception:  # noqa: BLE001 - not up yet
                     pass
@@ -299,6 +309,8 @@ def serve_forever(repository: Path, grpc_port: int | None = None, venv: Path | N
     signal.signal(signal.SIGTERM, _terminate)  # `kill` stops tritonserver too, like Ctrl-C
     server.start()
     echo(f"Triton ready at {server.grpc_url} (gRPC, KServe v2) serving {repository}; log {server.log_path}")
+    for name, version, reason in server.unavailable:
+        echo(f"warning: model {name} version {version or '?'} is not loaded: {reason}")
     echo("Ctrl-C stops it")
     try:
         while server.proc is not None and server.proc.poll() is None:

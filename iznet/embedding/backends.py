@@ -161,6 +161,12 @@ def _status_name(exc) -> str:
     return s.rsplit(".", 1)[-1]
 
 
+def _short(reason: str, limit: int = 400) -> str:
+    """Triton's reason without the python backend's traceback ("At: ..."), on one line."""
+    reason = reason.split("\n\nAt:")[0].strip().replace("\n", " ")
+    return reason if len(reason) <= limit else reason[:limit] + "..."
+
+
 def _message(exc) -> str:
     return (exc.message() if hasattr(exc, "message") else str(exc)) or str(exc)
 
@@ -183,9 +189,15 @@ class TritonEmbedder(_GraphBackend):
         except Exception as exc:  # noqa: BLE001 - a malformed URL
             raise UserInputError(f"bad Triton URL {url!r}: {exc}") from None
         self._check_ready()
+        self._read_config()
+        server_max = int(self._config.get("max_batch_size", 0)) or 1
+        self.max_batch = min(server_max, max_batch) if max_batch else server_max
+
+    def _read_config(self) -> None:
+        """The model card from Triton's config, and the version that config serves (``version_policy``)."""
         try:
-            cfg = self.client.get_model_config(model, self.model_version, as_json=True,
-                                               client_timeout=timeout)["config"]
+            cfg = self.client.get_model_config(self.model_name, self.model_version, as_json=True,
+                                               client_timeout=self.timeout)["config"]
         except Exception as exc:  # noqa: BLE001
             raise self._error(exc, "reading the model config") from None
         params = {k: v.get("string_value", "") for k, v in cfg.get("parameters", {}).items()}
@@ -193,11 +205,12 @@ class TritonEmbedder(_GraphBackend):
             card = json.loads(params.get("iznet_card", ""))
         except json.JSONDecodeError:
             card = {}
-        self._init_card(card, f"Triton model {model!r} at {url}")
+        self._init_card(card, f"Triton model {self.model_name!r} at {self.url}")
+        self._config = cfg
+        versions = cfg.get("version_policy", {}).get("specific", {}).get("versions", [])
+        self._card_version = str(versions[0]) if len(versions) == 1 else None
         self.input_name = cfg["input"][0]["name"]
         self.output_name = cfg["output"][0]["name"]
-        server_max = int(cfg.get("max_batch_size", 0)) or 1
-        self.max_batch = min(server_max, max_batch) if max_batch else server_max
 
     # health -------------------------------------------------------------------------------------------
     def _model_state(self) -> str:
@@ -213,7 +226,7 @@ class TritonEmbedder(_GraphBackend):
         if self.model_version:
             rows = [m for m in rows if str(m.get("version", "")) == self.model_version] or rows
         return "; ".join(f"version {m.get('version', '?')} is {m.get('state', 'UNKNOWN')}"
-                         + (f": {m['reason']}" if m.get("reason") else "") for m in rows)
+                         + (f": {_short(m['reason'])}" if m.get("reason") else "") for m in rows)
 
     def health(self) -> tuple[bool, str]:
         """(ready, reason): is Triton live and serving the model? Never raises."""
@@ -247,18 +260,43 @@ class TritonEmbedder(_GraphBackend):
         return err
 
     # inference ----------------------------------------------------------------------------------------
-    def _run(self, x: np.ndarray) -> np.ndarray:
+    def embed(self, crops: list[np.ndarray]) -> np.ndarray:
+        """Like the other backends; and when Triton switches versions (a new export, polled) the vectors of
+        one call still come from one version, and ``version`` names it."""
+        crops = list(crops)
+        if not crops:
+            return np.zeros((0, self.dim), np.float32)
+        x = prepare_uint8(crops, self.preprocess)
+        out, served = self._chunks(x, self.model_version)
+        if len(set(served)) > 1:  # a switch in the middle of this call: again, all on the newest
+            out, served = self._chunks(x, served[-1])
+        self.served_version = served[-1]
+        if self._card_version is not None and served[-1] != self._card_version:
+            self._read_config()  # the card of the version that answered
+        return out
+
+    def embed_prepared(self, x: np.ndarray) -> np.ndarray:
+        return self._chunks(x, self.model_version)[0]
+
+    def _chunks(self, x: np.ndarray, version: str) -> tuple[np.ndarray, list[str]]:
+        outs, served = [], []
+        for i in range(0, len(x), self.max_batch):
+            o, v = self._infer(x[i:i + self.max_batch], version)
+            outs.append(o)
+            served.append(v)
+        return np.concatenate(outs), served
+
+    def _infer(self, x: np.ndarray, version: str) -> tuple[np.ndarray, str]:
         g = self._grpc
         inp = g.InferInput(self.input_name, list(x.shape), "UINT8")
         inp.set_data_from_numpy(np.ascontiguousarray(x))
         try:
-            result = self.client.infer(self.model_name, [inp], model_version=self.model_version,
+            result = self.client.infer(self.model_name, [inp], model_version=version,
                                        outputs=[g.InferRequestedOutput(self.output_name)],
                                        client_timeout=self.timeout)
         except Exception as exc:  # noqa: BLE001 - mapped to the error a caller can act on
             raise self._error(exc, f"inference on {self.model_name!r}") from None
-        self.served_version = result.get_response().model_version
-        return result.as_numpy(self.output_name)
+        return result.as_numpy(self.output_name), result.get_response().model_version
 
     def close(self) -> None:
         try:

@@ -5,13 +5,15 @@
     <name>/config.pbtxt              ONNX Runtime backend (official Triton image), instance group on the GPU
     <name>/configs/python_cpu.pbtxt  python backend wrapping onnxruntime, for CPU-only tritonserver builds
                                      (the one nvidia-pytriton bundles): tritonserver --model-config-name=python_cpu
+    <name>/configs/onnx_cpu.pbtxt    ONNX Runtime backend on CPU instances (the official image on a node
+                                     without a GPU): tritonserver --model-config-name=onnx_cpu
     <name>/<N>/model.onnx            the graph: uint8 BGR crops (batch, S, S, 3) -> unit vectors (batch, dim)
     <name>/<N>/model.py              the python-backend wrapper (the ONNX Runtime backend ignores it)
     <name>/<N>/export.json           the model card summary and the torch-vs-onnxruntime check
-    <name>/CURRENT                   the version both configs serve (``version_policy: specific``)
+    <name>/CURRENT                   the version the configs serve (``version_policy: specific``)
 
 A version is staged in a hidden folder and renamed into place (Triton ignores non-numeric folders and stray
-files), then both configs are rewritten atomically to serve it and ``CURRENT`` is switched. Both configs batch
+files), then its configs are rewritten atomically to serve it and ``CURRENT`` is switched. All configs batch
 dynamically and carry the model card as the parameter ``iznet_card``, so a client needs only a URL and a name.
 A Triton polling its repository (``--model-control-mode=poll``) picks a new export up by itself.
 """
@@ -30,6 +32,8 @@ from iznet.store import ArtifactStore, atomic_write_json, atomic_write_text
 
 KIND = "triton"
 CPU_CONFIG = "python_cpu"
+#: the official image on a node without a GPU: ONNX Runtime backend, CPU instances
+ONNX_CPU_CONFIG = "onnx_cpu"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
@@ -63,7 +67,8 @@ def _pbtxt_string(s: str) -> str:
 
 
 def render_config(name: str, card: dict, version: int, opts: ServingOptions, kind: str) -> str:
-    """config.pbtxt text: ``kind`` is ``onnx`` (ONNX Runtime backend, GPU instances) or ``python_cpu``."""
+    """config.pbtxt text: ``kind`` is ``onnx`` (ONNX Runtime backend, GPU instances), ``onnx_cpu`` (the same
+    on CPU instances) or ``python_cpu`` (python backend over onnxruntime)."""
     size, dim = int(card["input_size"]), int(card["dim"])
     preferred = sorted({b for b in opts.preferred_batch_sizes if 1 <= b <= opts.max_batch_size}
                        | {opts.max_batch_size})
@@ -76,6 +81,15 @@ def render_config(name: str, card: dict, version: int, opts: ServingOptions, kin
             'backend: "onnxruntime"',
         ]
         group = f"instance_group [ {{ count: {opts.gpu_instances} kind: KIND_GPU }} ]"
+    elif kind == ONNX_CPU_CONFIG:
+        head = [
+            f"# IZ*Net embedder {card['version'].get('name')} on Triton's ONNX Runtime backend, CPU instances",
+            f"# (the official image on a node without a GPU: --model-config-name={ONNX_CPU_CONFIG}).",
+            f"name: {_pbtxt_string(name)}",
+            'backend: "onnxruntime"',
+        ]
+        group = f"instance_group [ {{ count: {opts.cpu_instances} kind: KIND_CPU }} ]"
+        params["intra_op_thread_count"] = str(opts.onnx_threads)  # read by the ONNX Runtime backend
     elif kind == CPU_CONFIG:
         head = [
             f"# IZ*Net embedder {card['version'].get('name')} on Triton's python backend: <version>/model.py runs",
@@ -105,8 +119,8 @@ def render_config(name: str, card: dict, version: int, opts: ServingOptions, kin
 
 def write_configs(model_dir: Path, name: str, card: dict, version: int, opts: ServingOptions) -> None:
     atomic_write_text(model_dir / "config.pbtxt", render_config(name, card, version, opts, "onnx"))
-    atomic_write_text(model_dir / "configs" / f"{CPU_CONFIG}.pbtxt",
-                      render_config(name, card, version, opts, CPU_CONFIG))
+    for kind in (CPU_CONFIG, ONNX_CPU_CONFIG):
+        atomic_write_text(model_dir / "configs" / f"{kind}.pbtxt", render_config(name, card, version, opts, kind))
     atomic_write_json(model_dir / "serving.json", {"options": asdict(opts), "version": int(version)})
 
 

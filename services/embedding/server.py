@@ -6,6 +6,13 @@ CURRENT version is served and a newly published version is switched to without d
 (``model_digest``) during a switch is still answered by it. Otherwise NAME is an embedder spec for
 :func:`iznet.gallery.embedders.make_embedder` (``baseline-lbp``, a trained model's folder), served as is.
 A thin layer over the embedder's ``embed``.
+
+``--backend`` (``IZNET_EMBED_BACKEND``) picks where vectors are computed (:mod:`iznet.embedding.backends`):
+``torch`` in this process (the default, as above); ``onnx`` with onnxruntime in this process on an export
+(``--model NAME`` = ``triton/NAME`` in the store, switched when ``iznet export`` publishes a new version, or a
+``model.onnx`` path); ``triton``, a remote Triton Inference Server (``--triton-url``, ``--triton-model``;
+Triton switches versions itself and each answer names the version that computed it). A Triton that is down
+or has not loaded the model makes calls fail with ``UNAVAILABLE`` and Triton's reason.
 """
 
 from __future__ import annotations
@@ -14,8 +21,11 @@ import time
 
 import click
 
+from iznet.cli.triton import triton_options
 from iznet.config import load_settings
-from iznet.errors import ImageError, PreconditionError, UserInputError
+from iznet.embedding.backends import BACKENDS
+from iznet.embedding.backends import make_embedder as make_backend
+from iznet.errors import ImageError, PreconditionError, UnavailableError, UserInputError
 from iznet.imageio import decode_image
 from iznet.gallery.embedders import make_embedder
 from iznet.serving import Current, Fixed, load_model_version
@@ -71,13 +81,30 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
                    "an embedder: baseline-lbp, baseline-pixels, a trained model's folder.")
 @click.option("--poll", default=1.0, show_default=True, type=float,
               help="Seconds between checks for a newly published version (0: never switch).")
+@click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
+              envvar=["IZNET_EMBEDDING_BACKEND", "IZNET_EMBED_BACKEND"],
+              help="Where vectors are computed: torch (in-process), onnx (onnxruntime in-process on an export: "
+                   "--model NAME of triton/NAME in the store, or a model.onnx) or triton (remote, --triton-url).")
+@triton_options
+@click.option("--triton-wait", default=60.0, show_default=True, type=float,
+              help="Seconds to wait at start for Triton to serve the model (it may start after this service).")
 @common.common_click_options
-def main(store, model_name, poll, host, port, metrics_port, max_message_mb, workers, grace, torch_threads):
+def main(store, model_name, poll, backend, triton_url, triton_model, triton_version, triton_timeout, triton_wait,
+         host, port, metrics_port, max_message_mb, workers, grace, torch_threads):
     """The embedding gRPC service."""
     common.limit_threads(torch_threads)
     settings = load_settings(store=store)
     artifacts = ArtifactStore(settings.store)
-    if model_name in artifacts.names("models"):
+    if backend == "triton":
+        current = Fixed(_wait_for_triton(triton_wait, triton_url=triton_url, triton_model=triton_model,
+                                         triton_version=triton_version, triton_timeout=triton_timeout))
+    elif backend == "onnx":
+        if model_name in artifacts.names("triton"):
+            current = Current(artifacts, "triton", model_name,
+                              lambda path: make_backend("onnx", path, threads=torch_threads), poll_s=poll).start()
+        else:
+            current = Fixed(make_backend("onnx", model_name, threads=torch_threads))
+    elif model_name in artifacts.names("models"):
         current = Current(artifacts, "models", model_name, load_model_version, poll_s=poll).start()
     else:
         current = Fixed(make_embedder(model_name))
@@ -85,3 +112,15 @@ def main(store, model_name, poll, host, port, metrics_port, max_message_mb, work
     common.serve("embedding", [embedding_pb2.DESCRIPTOR.services_by_name["Embedding"].full_name],
                  lambda s: embedding_pb2_grpc.add_EmbeddingServicer_to_server(servicer, s),
                  common.ServerOptions(host, port, metrics_port, max_message_mb, workers, grace), on_stop=current.stop)
+
+
+def _wait_for_triton(wait_s: float, **kw):
+    """The triton backend, once Triton serves the model (retrying for ``wait_s``; then its reason)."""
+    deadline = time.monotonic() + max(0.0, wait_s)
+    while True:
+        try:
+            return make_backend("triton", **kw)
+        except UnavailableError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)

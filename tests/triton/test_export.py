@@ -39,7 +39,8 @@ def test_export_publishes_versions_with_both_configs(small_model, tmp_path):
 
     gpu = parse_config(mdir / "config.pbtxt")
     cpu = parse_config(mdir / "configs" / "python_cpu.pbtxt")
-    for cfg in (gpu, cpu):
+    onnx_cpu = parse_config(mdir / "configs" / "onnx_cpu.pbtxt")
+    for cfg in (gpu, cpu, onnx_cpu):
         assert cfg.name == "faces" and cfg.max_batch_size == 16
         assert list(cfg.version_policy.specific.versions) == [2]
         assert list(cfg.dynamic_batching.preferred_batch_size) == [4, 8, 16]
@@ -52,6 +53,8 @@ def test_export_publishes_versions_with_both_configs(small_model, tmp_path):
     assert gpu.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
     assert gpu.instance_group[0].count == 2
     assert cpu.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    assert onnx_cpu.backend == "onnxruntime"
+    assert onnx_cpu.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
 
     report = json.loads((mdir / "2" / "export.json").read_text())
     assert report["check"]["ok"] and report["check"]["max_abs_diff"] <= EXPORT_ATOL

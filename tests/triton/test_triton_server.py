@@ -7,18 +7,22 @@ it (`make test` and .ci/run make it first)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
 import numpy as np
 import pytest
 
 from iznet.cli import main as iznet_main
 from iznet.embedding.backends import BACKEND_ATOL, TritonEmbedder, make_embedder
 from iznet.errors import UnavailableError
-from iznet.imageio import write_image
+from iznet.imageio import encode_image, write_image
 from iznet.triton.repository import ServingOptions, export_to_store
+from iznet.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
+from services.stack import Proc
 from services.triton_local import TritonServer, setup_venv
 
 from .conftest import write_embedder
@@ -66,6 +70,39 @@ def test_triton_backend_answers_like_torch(triton, small_model, crops):
     emb.close()
 
 
+def start_embedding_service(tmp_path, *args) -> Proc:
+    """The embedding gRPC service as a real process (as `iznet up` and the chart run it)."""
+    proc = Proc("embedding", ["-m", "services.embedding", "--host", "127.0.0.1", "--port", "0", *args],
+                tmp_path / "embedding.log")
+    return proc.start({**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}, timeout=120)
+
+
+def embed_request(crops) -> embedding_pb2.EmbedRequest:
+    return embedding_pb2.EmbedRequest(crops=[common_pb2.Image(data=encode_image(c, ".png"), id=str(i))
+                                             for i, c in enumerate(crops)])
+
+
+def test_embedding_service_with_triton_and_onnx_backends_answers_like_torch(triton, store, small_model, crops,
+                                                                            tmp_path):
+    ref = make_embedder("torch", small_model)
+    want = ref.embed(crops[:12])
+    for args in (["--backend", "triton", "--triton-url", triton.grpc_url, "--triton-model", "faces"],
+                 ["--backend", "onnx", "--store", str(store), "--model", "faces"]):
+        proc = start_embedding_service(tmp_path, *args)
+        try:
+            stub = embedding_pb2_grpc.EmbeddingStub(grpc.insecure_channel(proc.address))
+            resp = stub.Embed(embed_request(crops[:12]), timeout=60)
+            got = np.array([v.values for v in resp.vectors], np.float32)
+            assert got.shape == (12, 128) and np.abs(got - want).max() <= BACKEND_ATOL, args
+            assert resp.model.digest == ref.version["digest"] and resp.model.name == "small-test"
+            assert stub.GetModel(common_pb2.GetModelRequest(), timeout=10).digest == ref.version["digest"]
+            # a gallery made with torch pins its model by digest: the remote backend satisfies the pin
+            pinned = embedding_pb2.EmbedRequest(crops=embed_request(crops[:1]).crops, model_digest=ref.version["digest"])
+            assert len(stub.Embed(pinned, timeout=30).vectors) == 1
+        finally:
+            proc.stop()
+
+
 def test_concurrent_clients_are_batched_and_answered_in_order(triton, small_model, crops):
     want = make_embedder("torch", small_model).embed(crops)
     emb = make_embedder("triton", triton_url=triton.grpc_url, triton_model="faces")
@@ -75,20 +112,25 @@ def test_concurrent_clients_are_batched_and_answered_in_order(triton, small_mode
 
 
 def test_a_new_export_is_served_as_the_next_version(triton, store, tmp_path, crops):
+    emb = make_embedder("triton", triton_url=triton.grpc_url, triton_model="faces")
+    before = emb.embed(crops[:4])
+    assert emb.version["version"] == "s0"
     newer = write_embedder(tmp_path / "newer", seed=5, input_size=32, width=0.5)
     export_to_store(newer, store, name="faces", opts=OPTS)
     want = make_embedder("torch", newer).embed(crops[:4])
 
-    def served():
+    def switched():
         try:
-            emb = make_embedder("triton", triton_url=triton.grpc_url, triton_model="faces")
-            return emb if emb.version["version"] == "s5" else None
+            return emb.served_version == "2" or (emb.embed(crops[:4]) is not None and emb.served_version == "2")
         except UnavailableError:
-            return None  # between unloading 1 and loading 2
+            return False  # between unloading 1 and loading 2
 
-    emb = wait_for(served)
-    assert emb, "Triton did not pick up version 2"
-    assert np.abs(emb.embed(crops[:4]) - want).max() <= BACKEND_ATOL and emb.served_version == "2"
+    assert wait_for(switched), "Triton did not pick up version 2"
+    # the same client object now answers with version 2's vectors, and says so
+    got = emb.embed(crops[:4])
+    assert np.abs(got - want).max() <= BACKEND_ATOL and np.abs(got - before).max() > 100 * BACKEND_ATOL
+    assert emb.served_version == "2" and emb.version["version"] == "s5"
+    assert emb.version == make_embedder("torch", newer).version
 
 
 def test_a_model_triton_could_not_load_is_unavailable_with_the_reason(triton, store, small_model, tmp_path):
@@ -127,13 +169,29 @@ def test_cli_status_and_vectors_through_triton(triton, small_model, crops, tmp_p
     assert np.load(out).shape == (2, 128)
 
 
-def test_a_server_that_goes_down_is_unavailable(store, crops):
-    """Its own short-lived server (module fixture stays up for the others): stop it under a live client."""
+def test_a_server_that_goes_down_is_unavailable(store, crops, tmp_path):
+    """Its own short-lived Triton (the module's stays up for the others), stopped under a live client and under
+    the embedding service: both answer UNAVAILABLE with the reason."""
     server = TritonServer(store / "triton", model_control_mode="none")
     server.start(timeout=180)
-    emb = make_embedder("triton", triton_url=server.grpc_url, triton_model="faces", triton_timeout=5)
-    assert emb.embed(crops[:2]).shape == (2, 128)
-    server.stop()
-    with pytest.raises(UnavailableError, match="unreachable") as info:
-        emb.embed(crops[:2])
-    assert info.value.grpc_code == "UNAVAILABLE"
+    proc = None
+    try:
+        emb = make_embedder("triton", triton_url=server.grpc_url, triton_model="faces", triton_timeout=5)
+        assert emb.embed(crops[:2]).shape == (2, 128)
+        proc = start_embedding_service(tmp_path, "--backend", "triton", "--triton-url", server.grpc_url,
+                                       "--triton-model", "faces", "--triton-timeout", "5")
+        stub = embedding_pb2_grpc.EmbeddingStub(grpc.insecure_channel(proc.address))
+        assert len(stub.Embed(embed_request(crops[:2]), timeout=30).vectors) == 2
+        server.stop()
+        with pytest.raises(UnavailableError, match="unreachable") as info:
+            emb.embed(crops[:2])
+        assert info.value.grpc_code == "UNAVAILABLE"
+        with pytest.raises(grpc.RpcError) as rpc:
+            stub.Embed(embed_request(crops[:2]), timeout=30)
+        assert rpc.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert f"Triton at {server.grpc_url} is unreachable" in rpc.value.details()
+    finally:
+        server.stop()
+        if proc:
+            proc.stop()
+
