@@ -21,6 +21,9 @@ from iznet.errors import IZNetError
 COMMANDS: dict[str, str] = {
     "data": "iznet.cli.data:data",
     "demo": "iznet.cli.demo:demo",
+    "gallery": "iznet.cli.gallery:gallery",
+    "label": "iznet.cli.up:label",
+    "up": "iznet.cli.up:up",
 }
 
 

@@ -37,7 +37,7 @@ import cv2
 
 from iznet.data.align import DEFAULT_MARGIN, DEFAULT_SIZE, align_face, choose_face, find_eyes
 from iznet.data.pairs import Pair, write_pairs
-from iznet.detection.types import FaceBox
+from iznet.detection.find import detect_faces
 from iznet.data.phash import from_hex, hamming, phash, to_hex
 from iznet.errors import IZNetError, NotFoundError, PreconditionError, UserInputError
 from iznet.imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, decode_image, encode_image
@@ -148,22 +148,8 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would only contend
 
 
-def _detect(detector, image, min_face: int) -> tuple[list, bool]:
-    """Faces of at least ``min_face`` pixels. Photos that are already tight face crops (the face touching
-    the borders) defeat most detectors, so when none is found we look again with a border added."""
-    faces = [f for f in detector.detect(image) if min(f.width, f.height) >= min_face]
-    if faces:
-        return faces, False
-    h, w = image.shape[:2]
-    pad = int(0.25 * max(h, w))
-    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    found = []
-    for f in detector.detect(padded):
-        f = FaceBox(max(0.0, f.x1 - pad), max(0.0, f.y1 - pad), min(w, f.x2 - pad), min(h, f.y2 - pad), f.score,
-                    None if f.landmarks is None else f.landmarks - pad)
-        if min(f.width, f.height) >= min_face:
-            found.append(f)
-    return found, bool(found)
+# Shared with gallery enrollment and labelling (iznet.detection.find).
+_detect = detect_faces
 
 
 def process_photo(task: tuple[str, str, str, int, int, dict[str, Any]]) -> dict[str, Any]:

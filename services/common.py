@@ -1,0 +1,256 @@
+"""What every IZ*Net gRPC server shares, so that each server is only its protobuf <-> core translation.
+
+- :func:`serve`: a ``grpc.server`` with message size limits and a bounded thread pool, the standard health
+  checking and reflection services, a Prometheus ``/metrics`` HTTP endpoint, a ``READY {json}`` line on stdout
+  once listening (what ``iznet up`` and the tests wait for), and graceful shutdown on SIGTERM/SIGINT (health
+  goes NOT_SERVING, new calls are refused, calls in flight get ``--grace`` seconds to finish).
+- :class:`ServiceInterceptor`: per call, counts (method, code), times it, and maps ``iznet.errors`` exceptions
+  to their gRPC code with the message as the details; anything else becomes INTERNAL with a one-line reason
+  (logged with its traceback on the server), never a crash or a hang.
+- :func:`check_deadline`: handlers call it between items of a batch, so an expired deadline stops the work.
+- Conversions between core types and messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+from iznet.detection.types import FaceBox
+from iznet.errors import IZNetError
+from iznet.v1 import common_pb2
+
+log = logging.getLogger("iznet.services")
+
+MiB = 1024 * 1024
+DEFAULT_MAX_MESSAGE_MB = 32
+
+REGISTRY = CollectorRegistry()
+REQUESTS = Counter("iznet_grpc_requests", "gRPC calls answered, by method and status code",
+                   ["service", "method", "code"], registry=REGISTRY)
+LATENCY = Histogram("iznet_grpc_latency_seconds", "Time to answer a gRPC call", ["service", "method"],
+                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                    registry=REGISTRY)
+BATCH = Histogram("iznet_batch_size", "Items (images, crops, vectors) per batched call", ["service", "method"],
+                  buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=REGISTRY)
+
+
+def observe_batch(service: str, method: str, n: int) -> None:
+    BATCH.labels(service, method).observe(n)
+
+
+class _Aborted(Exception):
+    pass
+
+
+def check_deadline(context: grpc.ServicerContext, what: str = "the call") -> None:
+    """Stop work whose caller has gone (deadline passed or cancelled)."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"deadline exceeded during {what}")
+    if not context.is_active():
+        context.abort(grpc.StatusCode.CANCELLED, f"cancelled by the caller during {what}")
+
+
+class ServiceInterceptor(grpc.ServerInterceptor):
+    """Metrics and the error mapping for every unary call of one service."""
+
+    def __init__(self, service: str):
+        self.service = service
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler  # health watch, reflection streams: leave them alone
+        method = handler_call_details.method.rsplit("/", 1)[-1]
+        inner = handler.unary_unary
+        service = self.service
+
+        def wrapped(request, context):
+            start = time.perf_counter()
+            code = "OK"
+            try:
+                return inner(request, context)
+            except IZNetError as exc:
+                code = exc.grpc_code
+                context.abort(getattr(grpc.StatusCode, exc.grpc_code), str(exc))
+            except Exception as exc:  # noqa: BLE001
+                got = context.code() if hasattr(context, "code") else None
+                if got is not None and got != grpc.StatusCode.OK:  # the handler aborted with a code
+                    code = got.name
+                    raise
+                code = "INTERNAL"
+                log.exception("%s/%s failed", service, method)
+                context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc.__class__.__name__}: {exc}"[:500])
+            finally:
+                REQUESTS.labels(service, method, code).inc()
+                LATENCY.labels(service, method).observe(time.perf_counter() - start)
+
+        return grpc.unary_unary_rpc_method_handler(
+            wrapped, request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)
+
+
+def channel_options(max_message_mb: int = DEFAULT_MAX_MESSAGE_MB) -> list[tuple[str, int]]:
+    """Message size limits (both ways) and quick reconnects (a restarted peer is found within a second)."""
+    return [
+        ("grpc.max_receive_message_length", max_message_mb * MiB),
+        ("grpc.max_send_message_length", max_message_mb * MiB),
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 1000),
+    ]
+
+
+@dataclass
+class ServerOptions:
+    host: str = "127.0.0.1"
+    port: int = 0
+    metrics_port: int = 0
+    max_message_mb: int = DEFAULT_MAX_MESSAGE_MB
+    workers: int = 4
+    grace_s: float = 5.0
+
+
+def serve(name: str, full_service_names: Iterable[str], add_servicers: Callable[[grpc.Server], None],
+          opts: ServerOptions, on_stop: Callable[[], None] | None = None) -> None:
+    """Run a gRPC server until SIGTERM/SIGINT, then shut it down gracefully. Prints ``READY {json}``."""
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(message)s", stream=sys.stderr)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix=name),
+        interceptors=[ServiceInterceptor(name)],
+        options=[("grpc.max_receive_message_length", opts.max_message_mb * MiB),
+                 ("grpc.max_send_message_length", opts.max_message_mb * MiB),
+                 ("grpc.so_reuseport", 0)],
+        maximum_concurrent_rpcs=opts.workers * 16,
+    )
+    add_servicers(server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = list(full_service_names)
+    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    port = server.add_insecure_port(f"{opts.host}:{opts.port}")
+    if port == 0:
+        raise SystemExit(f"{name}: cannot listen on {opts.host}:{opts.port} (in use?)")
+    http, _ = start_http_server(opts.metrics_port, addr=opts.host, registry=REGISTRY)
+    metrics_port = http.server_port
+    server.start()
+    for svc in ["", *names]:
+        health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
+
+    stopping = threading.Event()
+
+    def on_signal(signum, _frame):
+        log.info("signal %s: shutting down (grace %.1fs)", signum, opts.grace_s)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print("READY " + json.dumps({"service": name, "address": f"{opts.host}:{port}", "port": port,
+                                 "metrics_port": metrics_port}), flush=True)
+    log.info("listening on %s:%d, metrics on :%d", opts.host, port, metrics_port)
+    stopping.wait()
+    health_servicer.enter_graceful_shutdown()
+    server.stop(opts.grace_s).wait()
+    http.shutdown()
+    if on_stop:
+        on_stop()
+    log.info("stopped")
+
+
+def server_options(host: str, port: int, metrics_port: int, max_message_mb: int, workers: int,
+                   grace: float) -> ServerOptions:
+    return ServerOptions(host, port, metrics_port, max_message_mb, workers, grace)
+
+
+def common_click_options(fn):
+    """The flags every server takes (also from IZNET_<SERVICE>_<FLAG> environment variables)."""
+    import click
+
+    for opt in reversed([
+        click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on."),
+        click.option("--port", default=0, show_default=True, type=int, help="gRPC port; 0 picks a free one."),
+        click.option("--metrics-port", default=0, show_default=True, type=int,
+                     help="Prometheus /metrics HTTP port; 0 picks a free one."),
+        click.option("--max-message-mb", default=DEFAULT_MAX_MESSAGE_MB, show_default=True, type=int,
+                     help="Largest gRPC message accepted or sent, in MiB."),
+        click.option("--workers", default=4, show_default=True, type=int, help="Threads answering calls."),
+        click.option("--grace", default=5.0, show_default=True, type=float,
+                     help="Seconds calls in flight get to finish on SIGTERM/SIGINT."),
+        click.option("--torch-threads", default=1, show_default=True, type=int,
+                     help="Threads torch/OpenCV may use per call (the machine is shared)."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def limit_threads(n: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(max(1, n))
+    os.environ["OMP_NUM_THREADS"] = str(max(1, n))
+    if "torch" in sys.modules:  # only when a model already brought it in (importing it costs seconds)
+        sys.modules["torch"].set_num_threads(max(1, n))
+    if "faiss" in sys.modules:  # FAISS's OpenMP threads spin badly on a busy machine
+        sys.modules["faiss"].omp_set_num_threads(max(1, n))
+
+
+# ------------------------------------------------------------------------------------------- conversions
+
+
+def model_version_pb(v: dict | None) -> common_pb2.ModelVersion:
+    v = v or {}
+    return common_pb2.ModelVersion(name=str(v.get("name", "")), version=str(v.get("version", "")),
+                                   digest=str(v.get("digest", "")), kind=str(v.get("kind", "")))
+
+
+def gallery_version_pb(v: dict) -> common_pb2.GalleryVersion:
+    return common_pb2.GalleryVersion(name=v["name"], version=int(v["version"]), model=model_version_pb(v["model"]),
+                                     people=int(v["people"]), exemplars=int(v["exemplars"]))
+
+
+def face_box_pb(f: FaceBox) -> tuple[common_pb2.Box, common_pb2.Landmarks]:
+    box = common_pb2.Box(x1=f.x1, y1=f.y1, x2=f.x2, y2=f.y2, score=f.score)
+    lm = common_pb2.Landmarks(points=[common_pb2.Point(x=float(x), y=float(y)) for x, y in
+                                      (f.landmarks if f.landmarks is not None else [])])
+    return box, lm
+
+
+def face_box_from_pb(box: common_pb2.Box, lm: common_pb2.Landmarks | None = None) -> FaceBox:
+    import numpy as np
+
+    points = None
+    if lm is not None and len(lm.points):
+        points = np.array([[p.x, p.y] for p in lm.points], np.float32)
+    return FaceBox(box.x1, box.y1, box.x2, box.y2, box.score, points)
+
+
+def timings_pb(ms: dict[str, float]) -> common_pb2.Timings:
+    return common_pb2.Timings(ms={k: float(v) for k, v in ms.items()})
+
+
+def run(command) -> None:
+    """Run a server's click command: user mistakes (a missing gallery, a bad flag) print one line, exit 2."""
+    import click
+
+    try:
+        command.main(standalone_mode=False, auto_envvar_prefix="IZNET")
+    except IZNetError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)

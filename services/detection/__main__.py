@@ -1,0 +1,4 @@
+from services.common import run
+from services.detection.server import main
+
+run(main)

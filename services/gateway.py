@@ -1,0 +1,367 @@
+"""The gateway: a Ray Serve application with a gRPC ingress answering ``iznet.v1.Gateway``.
+``python -m services.gateway --detection HOST:PORT --embedding HOST:PORT --gallery HOST:PORT``.
+
+``Label`` does what :meth:`iznet.pipeline.Pipeline.label` does, with the Pipeline's stages behind the services:
+detect + align (the detection service runs ``Pipeline.detect`` and ``Pipeline.align_one``) -> embed (the
+embedding service) -> search (the gallery service, ``Gallery.search``) -> draw (``iznet.drawing.annotate``,
+here). The glue of ``Pipeline.label`` that is not a separate stage (faces under ``DEFAULT_MIN_FACE`` pixels
+are reported but not recognised; faces in reading order) is repeated here in a few lines. ``LabelMany``
+streams one answer per photo. Calls to the services carry deadlines and are retried on UNAVAILABLE with
+backoff; the embedding calls of concurrent requests are merged into one batch (``@serve.batch``).
+
+Consistency: the vectors' model digest goes with the search, so the gallery answers from a version built with
+that model (or refuses). If the gallery has no version for the model just used (a new model published before
+its re-embedded gallery), the gateway re-embeds pinned to the gallery's model, which the embedding service
+still holds; each answer names the one (detector, embedder, gallery) set that produced it.
+
+Errors keep their gRPC code: a corrupt image is INVALID_ARGUMENT, a missing gallery NOT_FOUND, a model the
+gallery cannot take FAILED_PRECONDITION, a service that stays down UNAVAILABLE, each with the reason.
+Optional API keys: callers send ``x-api-key`` metadata, others get UNAUTHENTICATED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+import click
+import grpc
+
+from iznet.v1 import common_pb2, detection_pb2, detection_pb2_grpc, embedding_pb2, embedding_pb2_grpc
+from iznet.v1 import gallery_pb2, gallery_pb2_grpc, gateway_pb2
+
+SERVICER_FUNCTION = "iznet.v1.gateway_pb2_grpc.add_GatewayServicer_to_server"
+API_KEY_HEADER = "x-api-key"
+
+
+@dataclass
+class GatewayConfig:
+    detection: str
+    embedding: str
+    gallery: str
+    default_gallery: str = ""
+    crop_size: int = 160  # iznet.data.align.DEFAULT_SIZE, as the Pipeline aligns
+    #: Whole-request budget and per-call deadline, seconds.
+    timeout_s: float = 30.0
+    call_timeout_s: float = 10.0
+    #: Attempts per service call when it answers UNAVAILABLE (with exponential backoff from 50 ms).
+    attempts: int = 4
+    max_batch: int = 16
+    batch_wait_ms: float = 5.0
+    max_message_mb: int = 32
+    api_keys: list[str] = field(default_factory=list)
+    jpeg_quality: int = 90
+
+
+class GatewayError(Exception):
+    def __init__(self, code: grpc.StatusCode, details: str):
+        super().__init__(details)
+        self.code, self.details = code, details
+
+    def __reduce__(self):  # crosses Ray's process boundary: pickle by its arguments
+        return (GatewayError, (self.code, self.details))
+
+
+def _channel_options(max_message_mb: int):
+    from services.common import channel_options
+
+    return channel_options(max_message_mb)
+
+
+def build_app(config: GatewayConfig, num_replicas: int = 1):
+    """The Ray Serve application (a bound deployment) for ``serve.run``."""
+    from ray import serve
+
+    @serve.deployment(name="Gateway", num_replicas=num_replicas, max_ongoing_requests=256,
+                      ray_actor_options={"num_cpus": 1})
+    class Gateway:
+        def __init__(self, cfg: dict):
+            import cv2
+
+            cv2.setNumThreads(1)
+            self.cfg = GatewayConfig(**cfg)
+            opts = _channel_options(self.cfg.max_message_mb)
+            self.channels = {name: grpc.aio.insecure_channel(getattr(self.cfg, name), options=opts)
+                             for name in ("detection", "embedding", "gallery")}
+            self.detection = detection_pb2_grpc.DetectionStub(self.channels["detection"])
+            self.embedding = embedding_pb2_grpc.EmbeddingStub(self.channels["embedding"])
+            self.gallery = gallery_pb2_grpc.GalleryStub(self.channels["gallery"])
+            self._embed_batched.set_max_batch_size(self.cfg.max_batch)
+            self._embed_batched.set_batch_wait_timeout_s(self.cfg.batch_wait_ms / 1000)
+
+        # ----------------------------------------------------------------------------- calls to services
+        async def _call(self, stage: str, method, request, deadline: float):
+            """One call with a deadline; UNAVAILABLE is retried with backoff while time and attempts remain."""
+            delay = 0.05
+            for attempt in range(1, self.cfg.attempts + 1):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise GatewayError(grpc.StatusCode.DEADLINE_EXCEEDED, f"{stage}: out of time")
+                try:
+                    return await method(request, timeout=min(remaining, self.cfg.call_timeout_s))
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.cfg.attempts:
+                        raise GatewayError(exc.code(), f"{stage}: {exc.details()}") from None
+                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay *= 2
+
+        @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+        async def _embed_batched(self, items: list[tuple[list[bytes], float]]):
+            """Embed the crops of several concurrent requests in one call; each gets its own slice back."""
+            flat = [common_pb2.Image(data=c) for crops, _ in items for c in crops]
+            deadline = min(d for _, d in items)
+            try:
+                resp = await self._call("embedding", self.embedding.Embed, embedding_pb2.EmbedRequest(crops=flat),
+                                        deadline)
+            except GatewayError as exc:
+                return [exc] * len(items)  # each caller raises it
+            out, i = [], 0
+            for crops, _ in items:
+                out.append((list(resp.vectors[i:i + len(crops)]), resp.model, len(flat)))
+                i += len(crops)
+            return out
+
+        async def _embed(self, crops: list[bytes], deadline: float, model_digest: str = ""):
+            if model_digest:  # pinned (a model switch in progress): a call of its own
+                resp = await self._call("embedding", self.embedding.Embed,
+                                        embedding_pb2.EmbedRequest(crops=[common_pb2.Image(data=c) for c in crops],
+                                                                   model_digest=model_digest), deadline)
+                return list(resp.vectors), resp.model, len(crops)
+            result = await self._embed_batched((crops, deadline))
+            if isinstance(result, GatewayError):
+                raise result
+            return result
+
+        async def _search(self, vectors, model, opts, deadline):
+            return await self._call("gallery", self.gallery.Search, gallery_pb2.SearchRequest(
+                gallery=opts.gallery or self.cfg.default_gallery, vectors=vectors, model_digest=model.digest,
+                threshold=opts.threshold), deadline)
+
+        # ----------------------------------------------------------------------------------- labelling
+        async def _label(self, image: common_pb2.Image, opts: gateway_pb2.LabelOptions) -> gateway_pb2.LabelResponse:
+            """What :meth:`iznet.pipeline.Pipeline.label` does, with its stages behind the services."""
+            from iznet.pipeline import DEFAULT_MIN_FACE
+
+            t = {}
+            start = time.perf_counter()
+            deadline = time.monotonic() + self.cfg.timeout_s
+            det = await self._call("detection", self.detection.Detect, detection_pb2.DetectRequest(
+                images=[image], min_score=opts.min_score, crop_size=self.cfg.crop_size), deadline)
+            result = det.results[0]
+            if result.error:
+                raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"image {image.id!r}: {result.error}"
+                                   if image.id else result.error)
+            t1 = time.perf_counter()
+            t["detect"] = (t1 - start) * 1e3
+            for k, v in det.timings.ms.items():
+                t[f"detection.{k}"] = v
+            resp = gateway_pb2.LabelResponse(image_id=image.id, width=result.width, height=result.height,
+                                             detector=det.model)
+            faces = list(result.faces)
+            # As the Pipeline: faces too small to tell anyone apart are reported, not recognised.
+            usable = [i for i, f in enumerate(faces) if min(f.box.x2 - f.box.x1, f.box.y2 - f.box.y1) >= DEFAULT_MIN_FACE]
+            identities: dict[int, common_pb2.Identity] = {}
+            threshold = opts.threshold
+            if usable:
+                crops = [faces[i].crop for i in usable]
+                vectors, model, batch = await self._embed(crops, deadline)
+                t2 = time.perf_counter()
+                t["embed"] = (t2 - t1) * 1e3
+                t["embed.batch_crops"] = float(batch)
+                try:
+                    found = await self._search(vectors, model, opts, deadline)
+                except GatewayError as exc:
+                    if exc.code != grpc.StatusCode.FAILED_PRECONDITION:
+                        raise
+                    # A new model before its gallery: embed again with the model the gallery was built with.
+                    version = await self._call("gallery", self.gallery.GetVersion, gallery_pb2.GetVersionRequest(
+                        gallery=opts.gallery or self.cfg.default_gallery), deadline)
+                    if not version.model.digest or version.model.digest == model.digest:
+                        raise
+                    vectors, model, _ = await self._embed(crops, deadline, version.model.digest)
+                    found = await self._search(vectors, model, opts, deadline)
+                t["search"] = (time.perf_counter() - t2) * 1e3
+                resp.embedder.CopyFrom(model)
+                resp.gallery.CopyFrom(found.version)
+                identities = {i: m.identity for i, m in zip(usable, found.matches)}
+                threshold = found.matches[0].identity.threshold if found.matches else threshold
+            for i, face in enumerate(faces):
+                identity = identities.get(i) or common_pb2.Identity(name="unknown", unknown=True, score=-1.0,
+                                                                     distance=2.0, threshold=threshold)
+                resp.faces.append(common_pb2.Face(box=face.box, landmarks=face.landmarks, identity=identity,
+                                                  crop=face.crop if opts.return_crops else b""))
+            resp.faces.sort(key=lambda f: (f.box.x1, f.box.y1))  # reading order, as the Pipeline answers
+            if opts.annotate:
+                t4 = time.perf_counter()
+                resp.annotated = annotated_jpeg(image.data, resp.faces, self.cfg.jpeg_quality)
+                t["draw"] = (time.perf_counter() - t4) * 1e3
+            t["total"] = (time.perf_counter() - start) * 1e3
+            resp.timings.CopyFrom(common_pb2.Timings(ms=t))
+            return resp
+
+        def _authorise(self, grpc_context) -> None:
+            if not self.cfg.api_keys:
+                return
+            metadata = dict(grpc_context.invocation_metadata()) if grpc_context is not None else {}
+            if metadata.get(API_KEY_HEADER) not in self.cfg.api_keys:
+                raise GatewayError(grpc.StatusCode.UNAUTHENTICATED,
+                                   f"missing or wrong API key (send it as '{API_KEY_HEADER}' metadata)")
+
+        @staticmethod
+        def _fail(grpc_context, exc: GatewayError):
+            grpc_context.set_code(exc.code)
+            grpc_context.set_details(exc.details)
+            raise exc
+
+        async def Label(self, request: gateway_pb2.LabelRequest, grpc_context=None) -> gateway_pb2.LabelResponse:
+            try:
+                self._authorise(grpc_context)
+                if not request.image.data:
+                    raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "empty request: no image")
+                return await self._label(request.image, request.options)
+            except GatewayError as exc:
+                self._fail(grpc_context, exc)
+
+        async def LabelMany(self, request: gateway_pb2.LabelManyRequest, grpc_context=None):
+            try:
+                self._authorise(grpc_context)
+                if not request.images:
+                    raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "empty request: no images")
+            except GatewayError as exc:
+                self._fail(grpc_context, exc)
+            # Photos are labelled concurrently (their embeddings share batches) and answered in order.
+            tasks = [asyncio.ensure_future(self._label(img, request.options)) for img in request.images]
+            try:
+                for img, task in zip(request.images, tasks):
+                    try:
+                        yield await task
+                    except GatewayError as exc:
+                        if exc.code != grpc.StatusCode.INVALID_ARGUMENT:
+                            self._fail(grpc_context, exc)  # the services failed: end the stream with the code
+                        yield gateway_pb2.LabelResponse(image_id=img.id, error=exc.details)
+            finally:
+                for task in tasks:
+                    task.cancel()
+
+    return Gateway.bind(asdict(config))
+
+
+def annotated_jpeg(photo: bytes, faces, quality: int = 90) -> bytes:
+    """The photo with the faces drawn by the core's :func:`iznet.drawing.annotate`."""
+    import cv2
+    import numpy as np
+
+    from iznet.drawing import annotate
+    from iznet.gallery.gallery import Match
+    from iznet.imageio import encode_image
+    from iznet.pipeline import FaceResult
+    from services.common import face_box_from_pb
+
+    image = cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR)
+    drawn = [FaceResult(face_box_from_pb(f.box), None, "", Match(f.identity.name, f.identity.unknown,
+                                                                  f.identity.score, f.identity.distance,
+                                                                  f.identity.threshold)) for f in faces]
+    return encode_image(annotate(image, drawn), ".jpg", quality)
+
+
+# ------------------------------------------------------------------------------------------ process
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(address: str, timeout: float = 150.0) -> None:
+    """Until the Serve gRPC proxy answers its health check with the application up."""
+    from ray.serve.generated import serve_pb2, serve_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = serve_pb2_grpc.RayServeAPIServiceStub(channel)
+        while True:
+            try:
+                apps = stub.ListApplications(serve_pb2.ListApplicationsRequest(), timeout=2)
+                if apps.application_names:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gateway at {address} not ready after {timeout:.0f}s")
+            time.sleep(0.2)
+
+
+@click.command()
+@click.option("--detection", required=True, help="Detection service HOST:PORT.")
+@click.option("--embedding", required=True, help="Embedding service HOST:PORT.")
+@click.option("--gallery", required=True, help="Gallery service HOST:PORT.")
+@click.option("--default-gallery", default="", help="Gallery used when a request names none (empty: the "
+              "gallery service's default).")
+@click.option("--port", default=0, type=int, show_default=True, help="gRPC port of the gateway; 0 picks a free one.")
+@click.option("--api-key", "api_keys", multiple=True, help="Accept only calls with this x-api-key (repeatable).")
+@click.option("--crop-size", default=160, show_default=True, type=int, help="Side of the aligned face crops.")
+@click.option("--timeout", default=30.0, show_default=True, type=float, help="Budget for one photo, seconds.")
+@click.option("--call-timeout", default=10.0, show_default=True, type=float,
+              help="Deadline of one call to a service, seconds.")
+@click.option("--attempts", default=4, show_default=True, type=int,
+              help="Attempts per service call when it is UNAVAILABLE.")
+@click.option("--max-batch", default=16, show_default=True, type=int,
+              help="Most concurrent requests whose embeddings share one call.")
+@click.option("--batch-wait-ms", default=5.0, show_default=True, type=float,
+              help="How long a batch waits for more requests, ms.")
+@click.option("--max-message-mb", default=32, show_default=True, type=int, help="Largest gRPC message, MiB.")
+@click.option("--replicas", default=1, show_default=True, type=int, help="Gateway replicas.")
+@click.option("--num-cpus", default=2, show_default=True, type=int, help="CPUs the local Ray instance may use.")
+@click.option("--object-store-mb", default=100, show_default=True, type=int,
+              help="Ray object store size, MiB (the gateway keeps little in it).")
+def main(detection, embedding, gallery, default_gallery, port, api_keys, crop_size, timeout, call_timeout, attempts,
+         max_batch, batch_wait_ms, max_message_mb, replicas, num_cpus, object_store_mb):
+    """The Ray Serve gateway (starts a local Ray instance; stops it on SIGTERM/SIGINT)."""
+    os.environ["RAY_SERVE_GRPC_MAX_MESSAGE_SIZE"] = str(max_message_mb * 1024 * 1024)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+    from ray import serve
+    from ray.serve.config import gRPCOptions
+
+    port = port or free_port()
+    config = GatewayConfig(detection, embedding, gallery, default_gallery, crop_size, timeout, call_timeout, attempts,
+                           max_batch, batch_wait_ms, max_message_mb, list(api_keys))
+    for attempt in range(3):  # on a loaded machine the raylet can miss Ray's fixed 30 s start-up window
+        try:
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                     object_store_memory=object_store_mb * 2**20, log_to_driver=False, configure_logging=False)
+            break
+        except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception for this
+            if "timed out during startup" not in str(exc) or attempt == 2:
+                raise
+            print(f"gateway: Ray start-up timed out (attempt {attempt + 1}); trying again", file=sys.stderr, flush=True)
+            ray.shutdown()
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": free_port()},
+                    grpc_options=gRPCOptions(port=port, grpc_servicer_functions=[SERVICER_FUNCTION]))
+        serve.run(build_app(config, replicas), name="iznet", blocking=False)
+        wait_ready(f"127.0.0.1:{port}")
+        print("READY " + json.dumps({"service": "gateway", "address": f"127.0.0.1:{port}", "port": port}), flush=True)
+        stopping.wait()
+    finally:
+        print("gateway: shutting down", file=sys.stderr, flush=True)
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+
+
+if __name__ == "__main__":
+    main(auto_envvar_prefix="IZNET_GATEWAY")

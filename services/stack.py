@@ -1,0 +1,187 @@
+"""Start the three services and the gateway as local processes on free loopback ports, and stop them cleanly.
+
+Used by ``iznet up`` and by the end-to-end tests (one stack per test module). Each process prints
+``READY {json}`` on stdout once it listens; :class:`Stack` waits for that line, so a stack that started is a
+stack that answers. Logs go to ``<log_dir>/<service>.log``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from iznet.errors import PreconditionError
+
+
+@dataclass
+class Proc:
+    name: str
+    args: list[str]
+    log_path: Path
+    popen: subprocess.Popen | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return self.info["address"]
+
+    def start(self, env: dict, timeout: float) -> "Proc":
+        return self.launch(env).wait_ready(timeout)
+
+    def launch(self, env: dict) -> "Proc":
+        log = open(self.log_path, "ab")
+        self.popen = subprocess.Popen([sys.executable, *self.args], stdout=subprocess.PIPE, stderr=log, env=env,
+                                      start_new_session=True)
+        ready: dict = {}
+
+        def read():
+            for raw in self.popen.stdout:
+                line = raw.decode(errors="replace").rstrip()
+                if line.startswith("READY ") and not ready:
+                    ready.update(json.loads(line[6:]))
+                log.write(raw)
+                log.flush()
+
+        self._ready = ready
+        threading.Thread(target=read, daemon=True).start()
+        return self
+
+    def wait_ready(self, timeout: float) -> "Proc":
+        ready = self._ready
+        deadline = time.monotonic() + timeout
+        while not ready:
+            if self.popen.poll() is not None:
+                raise PreconditionError(f"{self.name} exited with {self.popen.returncode} before it was ready: "
+                                        f"{self.tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise PreconditionError(f"{self.name} not ready after {timeout:.0f}s: {self.tail()}")
+            time.sleep(0.05)
+        self.info = ready
+        return self
+
+    def tail(self, n: int = 5) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(lines[-n:]) or f"(no output; see {self.log_path})"
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, grace: float = 20.0) -> int | None:
+        """SIGTERM (graceful shutdown), then SIGKILL of its process group after ``grace`` seconds."""
+        if self.popen is None or self.popen.poll() is not None:
+            return None if self.popen is None else self.popen.returncode
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            return self.popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            return self.popen.wait()
+
+    def kill(self) -> None:
+        """Hard kill (a crash, for fault tests)."""
+        if self.alive():
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+
+
+@dataclass
+class StackConfig:
+    store: Path
+    gallery: str = "default"
+    #: models/<name> in the store, or an embedder spec (baseline-lbp, a trained model's folder).
+    model: str = "baseline-lbp"
+    detector: str = "haar"
+    api_keys: list[str] = field(default_factory=list)
+    poll_s: float = 1.0
+    host: str = "127.0.0.1"
+    gateway_port: int = 0
+    workers: int = 4
+    log_dir: Path | None = None
+    extra_gateway_args: list[str] = field(default_factory=list)
+
+
+class Stack:
+    def __init__(self, cfg: StackConfig):
+        self.cfg = cfg
+        self.log_dir = Path(cfg.log_dir or Path(cfg.store) / "logs")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.procs: dict[str, Proc] = {}
+        self.env = {**os.environ, "IZNET_STORE": str(cfg.store), "PYTHONUNBUFFERED": "1",
+                    "OMP_NUM_THREADS": "1"}
+
+    def _service_args(self, name: str, port: int = 0) -> list[str]:
+        c = self.cfg
+        args = ["-m", f"services.{name}", "--host", c.host, "--port", str(port), "--workers", str(c.workers)]
+        if name == "detection":
+            args += ["--detector", c.detector]
+        elif name == "embedding":
+            args += ["--store", str(c.store), "--model", c.model, "--poll", str(c.poll_s)]
+        elif name == "gallery":
+            args += ["--store", str(c.store), "--gallery", c.gallery, "--poll", str(c.poll_s)]
+        return args
+
+    def start_service(self, name: str, port: int = 0, timeout: float = 60.0) -> Proc:
+        proc = Proc(name, self._service_args(name, port), self.log_dir / f"{name}.log")
+        self.procs[name] = proc.start(self.env, timeout)
+        return proc
+
+    def restart_service(self, name: str, timeout: float = 60.0) -> Proc:
+        """Start a stopped service again on the same port (the gateway keeps its address)."""
+        port = self.procs[name].info["port"]
+        self.procs[name].stop()
+        return self.start_service(name, port, timeout)
+
+    def start(self, timeout: float = 180.0) -> "Stack":
+        """Launch all four processes at once (ports chosen up front), then wait until each is ready."""
+        from services.gateway import free_port
+
+        c = self.cfg
+        try:
+            ports = {name: free_port(c.host) for name in ("detection", "embedding", "gallery")}
+            for name, port in ports.items():
+                self.procs[name] = Proc(name, self._service_args(name, port), self.log_dir / f"{name}.log")
+            args = ["-m", "services.gateway", *[a for n, p in ports.items() for a in (f"--{n}", f"{c.host}:{p}")],
+                    "--port", str(c.gateway_port or free_port(c.host)), *c.extra_gateway_args]
+            for key in c.api_keys:
+                args += ["--api-key", key]
+            self.procs["gateway"] = Proc("gateway", args, self.log_dir / "gateway.log")
+            for proc in self.procs.values():
+                proc.launch(self.env)
+            for proc in self.procs.values():
+                proc.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    @property
+    def gateway(self) -> str:
+        return self.procs["gateway"].address
+
+    def addresses(self) -> dict[str, dict]:
+        return {name: p.info for name, p in self.procs.items()}
+
+    def stop(self) -> dict[str, int | None]:
+        """Gateway first (no new work), then the services; returns each exit status."""
+        codes = {}
+        for name in ("gateway", "detection", "embedding", "gallery"):
+            if name in self.procs:
+                codes[name] = self.procs[name].stop()
+        return codes
+
+    def __enter__(self) -> "Stack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
