@@ -100,7 +100,7 @@ class _Stack:
         seeded = subprocess.run([sys.executable, str(REPO / "deploy" / "kind" / "seed_standin.py")], text=True,
                                 capture_output=True, env={**os.environ, "IZNET_STORE": str(self.store)}, timeout=300)
         assert seeded.returncode == 0, seeded.stderr
-        assert "galleries ['default']" in seeded.stdout and "standin-pixels" in seeded.stdout
+        assert "galleries ['default']" in seeded.stdout and "baseline-lbp" in seeded.stdout
 
     def start(self, name: str, timeout: float) -> None:
         import grpc
@@ -133,7 +133,7 @@ class _Stack:
 def stack(helm, tmp_path_factory):
     """The store seeded and the three services started from their rendered containers (once per module)."""
     _need("services.gallery", "issue-7-services")
-    _need("iznet.standin", "issue-7-services")
+    _need("iznet.pipeline", "issue-7-services")
     s = _Stack(helm, tmp_path_factory.mktemp("chart-run"))
     try:
         s.seed()
