@@ -125,7 +125,8 @@ def test_bad_input_gets_its_code_and_reason(world, client, stack):
 def test_label_many_streams_in_order_and_reports_bad_photos(world, client):
     a, b = world.groups(2)[:2]
     results = list(client.label_many([a, b"junk", b]))
-    assert [answer(r) for r in results][0::2] == [answer(client.label(a)), answer(client.label(b))]
+    # Same answers as one Label each (scores within float noise: the crops may be embedded in other batches).
+    assert same(answer(results[0]), answer(client.label(a))) and same(answer(results[2]), answer(client.label(b)))
     assert same(answer(results[0]), expected(world, a)) and same(answer(results[2]), expected(world, b))
     assert results[1].error and not results[0].error
 
