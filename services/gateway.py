@@ -252,6 +252,23 @@ def build_app(config: GatewayConfig, num_replicas: int = 1):
     return Gateway.bind(asdict(config))
 
 
+def app_builder(args: dict):
+    """The application KubeRay's RayService deploys (serveConfigV2 ``import_path: services.gateway:app_builder``).
+
+    ``args`` are GatewayConfig fields (values may arrive as strings from YAML); API keys come from
+    ``IZNET_GATEWAY_API_KEYS`` (space-separated) in the pod's environment, never from the plain-text config.
+    Replicas are sized by serveConfigV2's deployment section, not here.
+    """
+    defaults = GatewayConfig("", "", "")
+    known = {f for f in asdict(defaults)}
+    unknown = sorted(set(args) - known - {"api_keys"})
+    if unknown:
+        raise ValueError(f"unknown gateway args {unknown}; known: {sorted(known - {'api_keys'})}")
+    typed = {k: type(getattr(defaults, k))(v) for k, v in args.items() if k != "api_keys"}
+    keys = os.environ.get("IZNET_GATEWAY_API_KEYS", "").split()
+    return build_app(GatewayConfig(**{**asdict(defaults), **typed, "api_keys": keys}))
+
+
 def annotated_jpeg(photo: bytes, faces, quality: int = 90) -> bytes:
     """The photo with the faces drawn by the core's :func:`iznet.drawing.annotate`."""
     import cv2

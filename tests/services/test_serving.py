@@ -40,3 +40,16 @@ def test_a_broken_new_version_keeps_the_old_one_served(tmp_path):
 def test_up_refuses_a_store_without_the_gallery(tmp_path, capsys):
     assert main(["up", "--store", str(tmp_path), "--gallery", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_kuberay_app_builder_types_its_args_and_takes_keys_from_the_environment(monkeypatch):
+    import pytest
+
+    from services.gateway import app_builder
+
+    monkeypatch.setenv("IZNET_GATEWAY_API_KEYS", "k1 k2")
+    app = app_builder({"detection": "d:1", "embedding": "e:2", "gallery": "g:3", "max_message_mb": "16"})
+    (cfg,) = app._bound_deployment.init_args
+    assert cfg["max_message_mb"] == 16 and cfg["api_keys"] == ["k1", "k2"] and cfg["gallery"] == "g:3"
+    with pytest.raises(ValueError, match="bogus"):
+        app_builder({"detection": "d", "embedding": "e", "gallery": "g", "bogus": 1})
