@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from iznet.embedding.backends import make_embedder
+    from iznet.embedding.backends import make_backend
     from iznet.triton.repository import ServingOptions, export_to_store
     from services.triton_local import TritonServer, setup_venv
 
@@ -106,15 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in names:
             if name == "torch":
-                backends[name] = make_embedder("torch", model, threads=args.threads)
+                backends[name] = make_backend("torch", model, threads=args.threads)
             elif name == "onnx":
-                backends[name] = make_embedder("onnx", export["onnx"], threads=args.threads)
+                backends[name] = make_backend("onnx", export["onnx"], threads=args.threads)
             elif name == "triton":
                 setup_venv()
                 t1 = time.perf_counter()
                 server = TritonServer(work / "store" / "triton", model_control_mode="none").start(timeout=300)
                 print(f"tritonserver ready in {time.perf_counter() - t1:.1f}s at {server.grpc_url}")
-                backends[name] = make_embedder("triton", triton_url=server.grpc_url, triton_model="bench")
+                backends[name] = make_backend("triton", triton_url=server.grpc_url, triton_model="bench")
             else:
                 raise SystemExit(f"unknown backend {name!r}")
         rows = []

@@ -8,7 +8,7 @@ Triton repository with ``--model-config-name=python_cpu``: each exported version
 image serves the same repository with its default ``config.pbtxt`` (ONNX Runtime backend) instead.
 
     with TritonServer(repository) as server:        # free loopback ports; waits until the models are ready
-        make_embedder("triton", triton_url=server.grpc_url)
+        make_backend("triton", triton_url=server.grpc_url)
 
     python -m services.triton_local setup              # create/refresh the venv
     python -m services.triton_local serve --store DIR  # foreground, Ctrl-C stops it (also: iznet triton serve)

@@ -63,9 +63,9 @@ def serve_cmd(store, repository, grpc_port, venv, config_name) -> None:
 @triton_options
 def status_cmd(triton_url, triton_model, triton_version, triton_timeout) -> None:
     """Is Triton up and serving the embedder? Prints its model card; exits 2 with the reason when not."""
-    from iznet.embedding.backends import make_embedder
+    from iznet.embedding.backends import make_backend
 
-    emb = make_embedder("triton", triton_url=triton_url, triton_model=triton_model,
+    emb = make_backend("triton", triton_url=triton_url, triton_model=triton_model,
                         triton_version=triton_version, triton_timeout=triton_timeout or 5.0)
     try:
         click.echo(f"ready: {emb.model_name} at {emb.url}: {emb.version['name']} {emb.version['version']} "
@@ -102,11 +102,11 @@ def vectors(images, backend, model, triton_url, triton_model, triton_version, tr
     """Embed face crops (IMAGES) through the chosen backend; print each vector's first values and the model."""
     import numpy as np
 
-    from iznet.embedding.backends import make_embedder
+    from iznet.embedding.backends import make_backend
     from iznet.imageio import read_image
 
     crops = [read_image(p) for p in images]
-    emb = make_embedder(backend, model, threads=threads, triton_url=triton_url, triton_model=triton_model,
+    emb = make_backend(backend, model, threads=threads, triton_url=triton_url, triton_model=triton_model,
                         triton_version=triton_version, triton_timeout=triton_timeout)
     try:
         vecs = emb.embed(crops)

@@ -4,10 +4,10 @@ same (N, dim) float32 unit vectors, equal within :data:`BACKEND_ATOL` per compon
 same ``version`` (the trained weights' digest), so a gallery made through one backend is searched through
 another.
 
-    emb = make_embedder()                                    # IZNET_EMBED_BACKEND, IZNET_EMBED_MODEL, ...
-    emb = make_embedder("torch", model="runs/small")        # model.pt + model.json
-    emb = make_embedder("onnx", model="~/.iznet/triton/iznet_embedder")   # an export (CURRENT version)
-    emb = make_embedder("triton", triton_url="127.0.0.1:8001", triton_model="iznet_embedder")
+    emb = make_backend()                                    # IZNET_EMBED_BACKEND, IZNET_EMBED_MODEL, ...
+    emb = make_backend("torch", model="runs/small")        # model.pt + model.json
+    emb = make_backend("onnx", model="~/.iznet/triton/iznet_embedder")   # an export (CURRENT version)
+    emb = make_backend("triton", triton_url="127.0.0.1:8001", triton_model="iznet_embedder")
     vecs = emb.embed(crops); emb.version; emb.backend; emb.close()
 
 Configuration (a flag given to a command wins over the environment):
@@ -310,7 +310,7 @@ def _env(name: str, default: str = "") -> str:
     return os.environ.get("IZNET_" + name, "") or default
 
 
-def make_embedder(backend: str | None = None, model: str | Path | None = None, *, threads: int | None = None,
+def make_backend(backend: str | None = None, model: str | Path | None = None, *, threads: int | None = None,
                   flip_tta: bool | None = None, triton_url: str | None = None, triton_model: str | None = None,
                   triton_version: str | None = None, triton_timeout: float | None = None) -> EmbeddingBackend:
     """The embedder the configuration asks for (arguments win over the ``IZNET_*`` environment, see the

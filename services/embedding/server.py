@@ -24,7 +24,7 @@ import click
 from iznet.cli.triton import triton_options
 from iznet.config import load_settings
 from iznet.embedding.backends import BACKENDS
-from iznet.embedding.backends import make_embedder as make_backend
+from iznet.embedding.backends import make_backend
 from iznet.errors import ImageError, PreconditionError, UnavailableError, UserInputError
 from iznet.imageio import decode_image
 from iznet.gallery.embedders import make_embedder

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from iznet.cli import main as iznet_main
-from iznet.embedding.backends import BACKEND_ATOL, TritonEmbedder, make_embedder
+from iznet.embedding.backends import BACKEND_ATOL, TritonEmbedder, make_backend
 from iznet.errors import UnavailableError
 from iznet.imageio import encode_image, write_image
 from iznet.triton.repository import ServingOptions, export_to_store
@@ -58,8 +58,8 @@ def wait_for(pred, timeout=60.0, step=0.5):
 
 
 def test_triton_backend_answers_like_torch(triton, small_model, crops):
-    ref = make_embedder("torch", small_model)
-    emb = make_embedder("triton", triton_url=triton.grpc_url, triton_model="faces")
+    ref = make_backend("torch", small_model)
+    emb = make_backend("triton", triton_url=triton.grpc_url, triton_model="faces")
     assert isinstance(emb, TritonEmbedder) and emb.health() == (True, "ready")
     assert emb.max_batch == 8 and emb.input_size == 32 and emb.dim == 128
     got = emb.embed(crops)  # 40 crops -> 5 requests of at most max_batch_size
@@ -84,7 +84,7 @@ def embed_request(crops) -> embedding_pb2.EmbedRequest:
 
 def test_embedding_service_with_triton_and_onnx_backends_answers_like_torch(triton, store, small_model, crops,
                                                                             tmp_path):
-    ref = make_embedder("torch", small_model)
+    ref = make_backend("torch", small_model)
     want = ref.embed(crops[:12])
     for args in (["--backend", "triton", "--triton-url", triton.grpc_url, "--triton-model", "faces"],
                  ["--backend", "onnx", "--store", str(store), "--model", "faces"]):
@@ -104,20 +104,20 @@ def test_embedding_service_with_triton_and_onnx_backends_answers_like_torch(trit
 
 
 def test_concurrent_clients_are_batched_and_answered_in_order(triton, small_model, crops):
-    want = make_embedder("torch", small_model).embed(crops)
-    emb = make_embedder("triton", triton_url=triton.grpc_url, triton_model="faces")
+    want = make_backend("torch", small_model).embed(crops)
+    emb = make_backend("triton", triton_url=triton.grpc_url, triton_model="faces")
     with ThreadPoolExecutor(8) as pool:
         parts = list(pool.map(lambda i: emb.embed(crops[i:i + 3]), range(0, 39, 3)))
     assert np.abs(np.concatenate(parts) - want[:39]).max() <= BACKEND_ATOL
 
 
 def test_a_new_export_is_served_as_the_next_version(triton, store, tmp_path, crops):
-    emb = make_embedder("triton", triton_url=triton.grpc_url, triton_model="faces")
+    emb = make_backend("triton", triton_url=triton.grpc_url, triton_model="faces")
     before = emb.embed(crops[:4])
     assert emb.version["version"] == "s0"
     newer = write_embedder(tmp_path / "newer", seed=5, input_size=32, width=0.5)
     export_to_store(newer, store, name="faces", opts=OPTS)
-    want = make_embedder("torch", newer).embed(crops[:4])
+    want = make_backend("torch", newer).embed(crops[:4])
 
     def switched():
         try:
@@ -130,7 +130,7 @@ def test_a_new_export_is_served_as_the_next_version(triton, store, tmp_path, cro
     got = emb.embed(crops[:4])
     assert np.abs(got - want).max() <= BACKEND_ATOL and np.abs(got - before).max() > 100 * BACKEND_ATOL
     assert emb.served_version == "2" and emb.version["version"] == "s5"
-    assert emb.version == make_embedder("torch", newer).version
+    assert emb.version == make_backend("torch", newer).version
 
 
 def test_a_model_triton_could_not_load_is_unavailable_with_the_reason(triton, store, small_model, tmp_path):
@@ -142,7 +142,7 @@ def test_a_model_triton_could_not_load_is_unavailable_with_the_reason(triton, st
 
     def error():
         try:
-            make_embedder("triton", triton_url=triton.grpc_url, triton_model="broken", triton_timeout=5)
+            make_backend("triton", triton_url=triton.grpc_url, triton_model="broken", triton_timeout=5)
         except UnavailableError as exc:
             return exc if "UNAVAILABLE" in str(exc) or "unavailable" in str(exc).lower() else None
         return None
@@ -152,7 +152,7 @@ def test_a_model_triton_could_not_load_is_unavailable_with_the_reason(triton, st
     assert "has not loaded model 'broken'" in str(exc) and "onnxruntime" in str(exc).lower(), str(exc)
 
     with pytest.raises(UnavailableError, match="no model named 'nobody'"):
-        make_embedder("triton", triton_url=triton.grpc_url, triton_model="nobody", triton_timeout=5)
+        make_backend("triton", triton_url=triton.grpc_url, triton_model="nobody", triton_timeout=5)
     shutil.rmtree(store / "triton" / "broken")
 
 
@@ -176,7 +176,7 @@ def test_a_server_that_goes_down_is_unavailable(store, crops, tmp_path):
     server.start(timeout=180)
     proc = None
     try:
-        emb = make_embedder("triton", triton_url=server.grpc_url, triton_model="faces", triton_timeout=5)
+        emb = make_backend("triton", triton_url=server.grpc_url, triton_model="faces", triton_timeout=5)
         assert emb.embed(crops[:2]).shape == (2, 128)
         proc = start_embedding_service(tmp_path, "--backend", "triton", "--triton-url", server.grpc_url,
                                        "--triton-model", "faces", "--triton-timeout", "5")
