@@ -34,6 +34,7 @@ import click
 import grpc
 
 from iznet.v1 import common_pb2, detection_pb2, detection_pb2_grpc, embedding_pb2, embedding_pb2_grpc
+from iznet.ports import free_port
 from iznet.v1 import gallery_pb2, gallery_pb2_grpc, gateway_pb2
 
 SERVICER_FUNCTION = "iznet.v1.gateway_pb2_grpc.add_GatewayServicer_to_server"
@@ -290,12 +291,6 @@ def annotated_jpeg(photo: bytes, faces, quality: int = 90) -> bytes:
 # ------------------------------------------------------------------------------------------ process
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def wait_ready(address: str, timeout: float = 150.0) -> None:

@@ -144,7 +144,7 @@ class Stack:
 
     def start(self, timeout: float = 180.0) -> "Stack":
         """Launch all four processes at once (ports chosen up front), then wait until each is ready."""
-        from services.gateway import free_port
+        from iznet.ports import free_port
 
         c = self.cfg
         try:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import time
 from pathlib import Path
 
 from iznet.errors import PreconditionError, UnavailableError
+from iznet.ports import free_port
 
 #: What the Triton venv holds: the server (pytriton), and what the python-backend model.py imports.
 TRITON_VENV_REQUIREMENTS = ["nvidia-pytriton==0.7.0", "numpy>=1.26,<2", "onnxruntime==1.32.0"]
@@ -91,10 +91,6 @@ def _tritonserver_home(venv: Path, check: bool = True) -> Path | None:
     return home
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _python_libdir(venv: Path) -> str:

@@ -16,7 +16,6 @@ step and its model card) and ``best/`` (the best on dev, when dev pairs are give
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import random
@@ -32,6 +31,7 @@ from iznet import __version__
 from iznet.embedding.networks import NETWORKS, create_network
 from iznet.embedding.preprocess import Preprocess, to_tensor
 from iznet.errors import PreconditionError, UserInputError
+from iznet.store import sha256_file
 from iznet.evaluation.verification import pair_distances, verification_report
 from training.data import (FaceSet, PairList, augment_batch, center_batch, load_faceset, load_pair_images,
                            load_pairs)
@@ -106,12 +106,6 @@ class TrainConfig:
             raise UserInputError(f"unknown schedule {self.schedule!r}: cosine, step or constant")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def seed_everything(seed: int) -> None:
@@ -407,7 +401,7 @@ class Trainer:
         torch.save(self.model.state_dict(), tmp)
         tmp.replace(out / "model.pt")
         card = self.model_card(metrics)
-        card["weights_sha256"] = _sha256(out / "model.pt")
+        card["weights_sha256"] = sha256_file(out / "model.pt")
         (out / "model.json.tmp").write_text(json.dumps(card, indent=2))
         (out / "model.json.tmp").replace(out / "model.json")
         return out

@@ -10,7 +10,6 @@ architecture, preprocessing, dataset, metrics), as written by ``iznet train``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -20,14 +19,9 @@ import torch
 from iznet.embedding.networks import create_network
 from iznet.embedding.preprocess import Preprocess, prepare
 from iznet.errors import NotFoundError, UserInputError
+from iznet.store import sha256_file
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
 
 
 class Embedder:
@@ -109,4 +103,4 @@ def load_embedder(path: str | Path, threads: int | None = None, flip_tta: bool |
             raise UserInputError(f"crop fraction must be in (0, 1], got {crop_fraction}")
         pp = Preprocess(pp.input_size, crop_fraction, pp.mean, pp.std)
     tta = card.get("preprocess", {}).get("flip_tta", True) if flip_tta is None else flip_tta
-    return Embedder(model, card, pp, _digest(weights), flip_tta=tta)
+    return Embedder(model, card, pp, "sha256:" + sha256_file(weights), flip_tta=tta)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from iznet import roles
+from iznet.ports import free_port
 from tests.chart.conftest import REPO, one, pod_spec, render
 
 pytestmark = pytest.mark.slow
@@ -29,10 +29,6 @@ pytestmark = pytest.mark.slow
 SERVICES = ("detection", "embedding", "gallery")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _need(module: str, why: str) -> None:
@@ -92,7 +88,7 @@ class _Stack:
         self.docs = render(helm, "-f", str(REPO / "deploy" / "kind" / "values.yaml"))
         self.tmp, self.store, self.logs = tmp_path, tmp_path / "store", tmp_path / "logs"
         self.logs.mkdir()
-        self.ports = {name: _free_port() for name in (*SERVICES, "gateway")}
+        self.ports = {name: free_port() for name in (*SERVICES, "gateway")}
         self.procs: list[subprocess.Popen] = []
 
     def seed(self) -> None:
@@ -108,7 +104,7 @@ class _Stack:
 
         c = pod_spec(one(self.docs, "Deployment", f"rel-iznet-{name}"))["containers"][0]
         assert c["args"][0] == name
-        argv, env = _local(c, self.store, self.ports, _free_port())
+        argv, env = _local(c, self.store, self.ports, free_port())
         log = self.logs / f"{name}.log"
         self.procs.append(subprocess.Popen(argv, env=env, cwd=self.tmp, text=True, stdout=subprocess.PIPE,
                                            stderr=open(log, "w")))

@@ -13,7 +13,7 @@ from iznet.embedding.backends import BACKEND_ATOL, OnnxEmbedder, make_backend
 from iznet.errors import NotFoundError, UnavailableError, UserInputError
 from iznet.imageio import write_image
 from iznet.triton.repository import export_to_store
-from services.triton_local import free_port
+from iznet.ports import free_port
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,9 @@ import time
 from pathlib import Path
 
 from iznet.errors import PreconditionError
+from iznet.ports import free_port
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def redis_server_binary() -> str:
