@@ -149,9 +149,6 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would only contend
 
 
-# Shared with gallery enrollment and labelling (iznet.detection.find).
-_detect = detect_faces
-
 
 def process_photo(task: tuple[str, str, str, int, int, dict[str, Any]]) -> dict[str, Any]:
     """Detect, choose and align the face of one photo. Runs in a worker; never raises for a bad photo."""
@@ -168,7 +165,7 @@ def process_photo(task: tuple[str, str, str, int, int, dict[str, Any]]) -> dict[
     h, w = image.shape[:2]
     rec["image_wh"] = [w, h]
     rec["phash"] = to_hex(phash(image))
-    faces, padded = _detect(_teacher(cfg["teacher"]), image, cfg["min_face"])
+    faces, padded = detect_faces(_teacher(cfg["teacher"]), image, cfg["min_face"])
     rec["teacher"] = cfg["teacher"]
     if padded:
         rec["padded"] = True
