@@ -40,7 +40,7 @@ def networks() -> None:
               "model.pt + model.json (the embedder and its model card), best/, log.jsonl.")
 @click.option("--config", type=click.Path(exists=True, dir_okay=False),
               help="JSON experiment config (training/configs/*.json); flags given here override it.")
-@click.option("--network", type=str, default=None, help="Architecture: small, nn1, nn2, inception_v3. [small]")
+@click.option("--network", type=str, default=None, help="Architecture: small, hog, hog_lbp, nn1, nn2, inception_v3 (`iznet embed networks`). [small]")
 @click.option("--method", type=click.Choice(METHOD_CHOICES), default=None,
               help="triplet (FaceNet, online semi-hard mining), pair (DeepFace binary classification of pairs) "
                    "or softmax (CosFace/ArcFace margin softmax baseline). [softmax]")

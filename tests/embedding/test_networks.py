@@ -10,6 +10,7 @@ from iznet.errors import UserInputError
 TINY = {
     "small": dict(input_size=32, width=0.25),
     "hog": dict(input_size=32, cells=(8,), hidden=16),
+    "hog_lbp": dict(input_size=32, cells=(8,), lbp_cells=(8,)),
     "nn1": dict(input_size=96, width=0.125, fc_width=256),
     "nn2": dict(input_size=64, width=0.125),
     "inception_v3": dict(input_size=75, width=0.125),
@@ -17,7 +18,7 @@ TINY = {
 
 
 def test_registry_lists_the_four_networks():
-    assert {"small", "hog", "nn1", "nn2", "inception_v3"} <= set(NETWORKS)
+    assert {"small", "hog", "hog_lbp", "nn1", "nn2", "inception_v3"} <= set(NETWORKS)
     assert NETWORKS["nn1"].input_size == 220
     assert NETWORKS["nn2"].input_size == 224
     assert NETWORKS["inception_v3"].input_size == 299
@@ -89,3 +90,26 @@ def test_hog_layer_sees_edges_by_orientation():
     horiz = HOGLayer(cell=8, bins=9)(img2).view(9, 4, -1)
     assert vert.sum(dim=(1, 2)).argmax() in (0, 8)
     assert horiz.sum(dim=(1, 2)).argmax() in (4,)
+
+
+def test_lbp_layer_histograms_uniform_patterns_per_cell():
+    from iznet.embedding.networks import LBPLayer, _uniform_lbp_table
+
+    table = _uniform_lbp_table()
+    assert int(table.max()) == 58 and len(set(table.tolist())) == 59     # 58 uniform patterns + "other"
+    flat = torch.full((1, 3, 16, 16), 0.3)
+    f = LBPLayer(cell=8)(flat).view(59, 4)                              # (bins, cells)
+    # every neighbour >= centre on a flat patch: code 255, one uniform bin holds the whole cell
+    assert torch.allclose(f.pow(2).sum(0), torch.ones(4))               # sqrt of a histogram summing to 1
+    assert (f[int(table[255])] == 1).all()
+    # a bright spot gives a different pattern at its centre, and brightness/contrast do not matter
+    spot = flat.clone()
+    spot[..., 4, 4] = 1.0
+    g = LBPLayer(cell=8)(spot)
+    assert not torch.allclose(g, LBPLayer(cell=8)(flat))
+    assert torch.allclose(g, LBPLayer(cell=8)(spot * 2.0 + 0.5))
+
+
+def test_hog_lbp_refuses_an_input_size_its_cells_do_not_tile():
+    with pytest.raises(UserInputError, match="multiple"):
+        create_network("hog_lbp", input_size=60)
