@@ -79,7 +79,8 @@ def label_cmd(folder: Path, out: Path, teacher: str, limit: int | None, threads:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling and initialisation.")
 @click.option("--threads", type=int, default=1, show_default=True, help="Torch CPU threads (the machine is shared).")
 @click.option("--workers", type=int, default=1, show_default=True, help="Data-synthesis worker processes (0 = inline).")
-@click.option("--input-size", type=int, default=640, show_default=True, help="Inference size written into the card.")
+@click.option("--input-size", type=int, default=416, show_default=True,
+              help="Inference size written into the card (the study's 416; see docs/detection.md for 320-960).")
 @click.option("--init", "init", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Continue from a saved detector (.pt with its card): its weights and anchors.")
 @click.option("--no-pseudo", is_flag=True, help="Train without the pseudo-labelled photos (composites of the PASCAL boxes only).")

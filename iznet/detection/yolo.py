@@ -131,7 +131,7 @@ class YoloDetector:
         anchors: np.ndarray | torch.Tensor,
         *,
         name: str = "iznet-yolo",
-        input_size: int = 640,
+        input_size: int = 416,
         conf_threshold: float = 0.3,
         iou_threshold: float = 0.4,
         max_detections: int = 300,
@@ -240,7 +240,7 @@ def load_detector(path: str | Path, **overrides) -> YoloDetector:
         raise UserInputError(f"cannot load detector weights {weights}: {exc}") from None
     opts = {
         "name": card.get("name", weights.stem),
-        "input_size": card.get("input_size", 640),
+        "input_size": card.get("input_size", 416),
         "conf_threshold": card.get("conf_threshold", 0.3),
         "iou_threshold": card.get("iou_threshold", 0.4),
     }
