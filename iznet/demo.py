@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 
 from iznet.config import shared_data_dir
-from iznet.errors import UserInputError
+from iznet.errors import PreconditionError, UserInputError
 
 STAGES = 7
 GALLERY = "demo"
@@ -278,7 +278,12 @@ def label_over_grpc(stack_store: Path, model: Path, source: DemoSource, out: Pat
                               log_dir=out / "logs"))
     t0 = time.perf_counter()
     try:
-        stack.start(timeout=600)  # Ray on a busy 2-core machine can take minutes
+        try:
+            stack.start(timeout=600)  # Ray on a busy 2-core machine can take minutes
+        except PreconditionError as exc:
+            raise PreconditionError(f"the local stack did not start: {exc}. On a machine busy with other work Ray "
+                                    f"can miss its fixed 30-second start-up window; run the demo again when it is "
+                                    f"quieter. Logs: {out / 'logs'}") from None
         pids = {name: p.popen.pid for name, p in stack.procs.items()}
         note(f"up in {time.perf_counter() - t0:.0f}s: gateway {stack.gateway}, "
              + ", ".join(f"{n} {i['address']}" for n, i in stack.addresses().items() if n != "gateway")
