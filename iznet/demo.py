@@ -71,6 +71,10 @@ class DemoSource:
     truth: dict[str, list[dict]] = field(default_factory=dict)
     #: generated people (iznet.synthetic.Person): their group photos are drawn once the dataset is built
     generated: list = field(default_factory=list)
+    #: "image" when the people enrolled are the people trained on (your photos, generated ones): the embedder
+    #: learns them from some of their photos and is checked on others. "identity" when they are not (LFW):
+    #: dev people are then never trained on.
+    split_by: str = "image"
 
 
 def say(stage: int, text: str) -> None:
@@ -96,7 +100,7 @@ def pick_source(data: Path | None, group: Path | None, out: Path, size: DemoSize
 
 def user_source(data: Path, group: Path | None, out: Path) -> DemoSource:
     """Train on DATA and enroll it; label GROUP, or a mosaic of one held-out photo of each of a few people
-    (held out of the gallery, so the gallery has never seen those pictures)."""
+    (held out of training and of the gallery, so neither has seen those pictures)."""
     from iznet.data.builder import scan_source
 
     photos = scan_source(data)  # UserInputError for an empty or missing folder
@@ -120,8 +124,9 @@ def user_source(data: Path, group: Path | None, out: Path) -> DemoSource:
                 link.symlink_to(f.resolve())
     chosen = dict(list(held.items())[:6])
     mosaic, truth = make_mosaic(chosen, out / "groups" / "mosaic.jpg")
+    # Trained on and enrolled without the held-out photos: the mosaic shows pictures neither has seen.
     return DemoSource(f"your photos ({data}); labelling a mosaic of held-out photos of {len(chosen)} people",
-                      data, enroll, [mosaic], {mosaic.name: truth})
+                      enroll, enroll, [mosaic], {mosaic.name: truth})
 
 
 def make_mosaic(photos: dict[str, Path], path: Path, tile: int = 320) -> tuple[Path, list[dict]]:
@@ -163,7 +168,7 @@ def shared_source(shared: Path, group: Path | None, out: Path, size: DemoSize) -
              "two_people.jpg": [{"name": "obama", "known": True}, {"name": "biden", "known": True}]}
     return DemoSource(f"the team's shared photos ({shared}): {min(size.lfw_people, len(people))} LFW people to "
                       f"train on, the face_recognition_knn people to enroll",
-                      subset, shared / "face_recognition_knn" / "train", groups, truth)
+                      subset, shared / "face_recognition_knn" / "train", groups, truth, split_by="identity")
 
 
 def generated_source(group: Path | None, out: Path, size: DemoSize) -> DemoSource:
@@ -203,11 +208,15 @@ def draw_generated_groups(source: DemoSource, dataset: Path, out: Path) -> None:
 def build_faces(source: DemoSource, out: Path):
     from iznet.data.builder import BuildConfig, build_dataset
 
-    people = {Path(p).parts[0] for p in _rels(source.train_photos)}
-    # Identity split: dev people are never trained on, so the dev pairs calibrate the unknown threshold on
-    # strangers. Few people: more of them go to dev, or there would be no different-person pairs.
-    ratios = (0.6, 0.2, 0.2) if len(people) >= 15 else (0.5, 0.3, 0.2)
-    cfg = BuildConfig(split_by="identity", ratios=ratios, fallback_center=0.0)
+    if source.split_by == "identity":
+        # Dev people are never trained on, so the dev pairs calibrate the unknown threshold on strangers.
+        people = {Path(p).parts[0] for p in _rels(source.train_photos)}
+        ratios = (0.6, 0.2, 0.2) if len(people) >= 15 else (0.5, 0.3, 0.2)
+    else:
+        # A few photos of each person: enough dev photos per person for same-person pairs; no test split
+        # (the group photo is the test).
+        ratios = (0.6, 0.4, 0.0)
+    cfg = BuildConfig(split_by=source.split_by, ratios=ratios, fallback_center=0.0)
     report = build_dataset(source.train_photos, out / "dataset", cfg)  # all cores
     c = report.counts
     note(f"{c['kept']} faces of {report.identities} people kept, {c['skipped']} skipped (no face found, "
@@ -353,7 +362,7 @@ def write_report(model: Path, dataset: Path, out: Path, size: DemoSize):
     from training.analysis.run import make_report
 
     ds = FaceDataset(dataset)
-    # The test people: never trained on, never used to pick a threshold. Too few of them: every face.
+    # The test split: never trained on, never used to pick a threshold. Too few test people: every face.
     split = "test" if len(ds.identities("test")) >= 2 else None
     return make_report(out / "report", model=model, data=dataset, split=split, people=12, max_per_person=20,
                        perplexity=30, iterations=size.tsne_iterations, threads=1, progress=True,
@@ -418,7 +427,9 @@ def run_demo(data: Path | None, out: Path, group: Path | None = None, size: str 
     best = summary.get("best_dev_accuracy")
     if dev:
         note(f"dev verification accuracy {best:.3f} (best; last {dev['accuracy']:.3f}, AUC {dev['auc']:.3f}) "
-             f"on pairs of people it never trained on; {summary['step']} steps in {summary['elapsed_s']:.0f}s "
+             + ("on pairs of people it never trained on" if source.split_by == "identity" else
+                "on pairs of held-out photos of the people it trained on")
+             + f"; {summary['step']} steps in {summary['elapsed_s']:.0f}s "
              f"-> {model}")
     else:
         note(f"no dev pairs (too few people) so no verification accuracy; {summary['step']} steps -> {model}")
