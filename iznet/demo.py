@@ -53,8 +53,10 @@ class DemoSize:
 # The full demo's training stops at its time budget on a slow machine; the quick one always runs its steps
 # (the same model whatever the load: the test relies on it), its time cap only a safety.
 SIZES = {
-    "full": DemoSize(people=16, photos=12, lfw_people=300, lfw_photos=20, train_steps=1500, train_minutes=4.0, tsne_iterations=1000),
-    "quick": DemoSize(people=10, photos=8, lfw_people=40, lfw_photos=5, train_steps=250, train_minutes=30.0, tsne_iterations=300),
+    "full": DemoSize(people=16, photos=12, lfw_people=300, lfw_photos=20, train_steps=1500, train_minutes=4.0,
+                     tsne_iterations=1000),
+    "quick": DemoSize(people=10, photos=8, lfw_people=40, lfw_photos=5, train_steps=250, train_minutes=30.0,
+                      tsne_iterations=300),
 }
 
 

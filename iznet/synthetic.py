@@ -126,7 +126,8 @@ def make_people(out: str | Path, people: int = 8, photos: int = 12, seed: int = 
     return made
 
 
-def draw_group(people: Sequence[Person], rng: np.random.Generator, head: int = 150) -> tuple[np.ndarray, list[dict]]:
+def draw_group(people: Sequence[Person], rng: np.random.Generator,
+               head: int = 150) -> tuple[np.ndarray, list[dict]]:
     """A group photo of ``people`` side by side, left to right, and where each face is.
 
     ``head`` is the size a head is drawn at (as :func:`draw_face`'s ``size``; each varies by +-10%). Returns the
@@ -148,8 +149,9 @@ def draw_group(people: Sequence[Person], rng: np.random.Generator, head: int = 1
         shirt = tuple(int(v) for v in rng.integers(20, 230, 3))
         # Shoulders and a neck under the head.
         shoulders = cy + int(size * 0.62)
-        cv2.ellipse(img, (cx, shoulders + int(size * 0.12)), (int(size * 0.45), int(size * 0.2)), 0, 180, 360, shirt, -1)
-        cv2.rectangle(img, (cx - int(size * 0.45), shoulders + int(size * 0.12)), (cx + int(size * 0.45), h), shirt, -1)
+        half, top = int(size * 0.45), shoulders + int(size * 0.12)
+        cv2.ellipse(img, (cx, top), (half, int(size * 0.2)), 0, 180, 360, shirt, -1)
+        cv2.rectangle(img, (cx - half, top), (cx + half, h), shirt, -1)
         cv2.rectangle(img, (cx - size // 10, cy), (cx + size // 10, shoulders + size // 20), p.skin, -1)
         # The head on black, tilted a little, then pasted where it is not black (draw_head never draws black).
         layer = np.zeros((size, size, 3), np.uint8)
