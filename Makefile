@@ -3,7 +3,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DATA   ?=
+GROUP  ?=
 OUT    ?= demo-out
+# full, or quick (smaller data, short training: CI)
+DEMO_SIZE ?= full
 # The CUDA build of torch for the GPU image (any CUDA flavour download.pytorch.org publishes for torch 2.13).
 TORCH_CUDA_INDEX ?= https://download.pytorch.org/whl/cu128
 
@@ -30,7 +33,7 @@ test: setup triton-venv
 	$(PY) -m pytest
 
 demo: setup
-	$(PY) -m iznet demo --out $(OUT) $(if $(DATA),--data $(DATA))
+	$(PY) -m iznet demo --out $(OUT) --size $(DEMO_SIZE) $(if $(DATA),--data $(DATA)) $(if $(GROUP),--group $(GROUP))
 
 protos: setup
 	$(PY) -m iznet.protos_build

@@ -82,6 +82,17 @@ class LabelResult:
     def names(self) -> list[str]:
         return [f.name for f in self.faces]
 
+    def to_json(self) -> dict:
+        """The answer as the JSON `iznet label --server` writes beside the annotated photo."""
+        return {"image_id": self.image_id, "width": self.width, "height": self.height,
+                "faces": [{"box": [round(v, 2) for v in f.box], "detection_score": round(f.detection_score, 4),
+                           "name": f.name, "unknown": f.unknown, "score": round(f.score, 6),
+                           "distance": round(f.distance, 6), "threshold": round(f.threshold, 6)}
+                          for f in self.faces],
+                "detector": self.detector.__dict__, "embedder": self.embedder.__dict__,
+                "gallery": {**self.gallery.__dict__, "model": self.gallery.model.__dict__},
+                "timings_ms": self.timings_ms}
+
 
 def _version(v: common_pb2.ModelVersion) -> Version:
     return Version(v.name, v.version, v.digest, v.kind)

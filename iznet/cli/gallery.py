@@ -253,7 +253,7 @@ def calibrate(name: str, store: Path | None, dataset: Path | None, split: str, p
     """Calibrate gallery NAME's unknown threshold from verification pairs at a target FAR (a new version)."""
     from iznet.data.dataset import FaceDataset
     from iznet.data.pairs import read_pairs
-    from iznet.gallery.calibrate import pair_scores, threshold_at_far
+    from iznet.gallery.calibrate import calibrate_on_pairs
     from iznet.gallery.embedders import make_embedder
     from iznet.gallery.gallery import GalleryStore
 
@@ -267,11 +267,7 @@ def calibrate(name: str, store: Path | None, dataset: Path | None, split: str, p
     gs = GalleryStore(_store(store))
     g = gs.load(name)
     emb = make_embedder(g.model.get("spec") or g.model["name"])
-    g.check_model(emb.version)
-    genuine, impostor, missing = pair_scores(emb, pf.pairs, faces_dir)
-    result = {**threshold_at_far(genuine, impostor, far), "source": src, "missing_pairs": missing}
-    g.set_threshold(result)
-    g.far = far
+    result = calibrate_on_pairs(g, emb, pf.pairs, faces_dir, far, src)
     v = gs.save(g, action=f"calibrate at FAR {far:g} on {src}")
     click.echo(json.dumps(result, indent=2))
     click.echo(f"gallery {name} version {v}: threshold {result['value']:.4f}")

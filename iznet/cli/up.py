@@ -85,14 +85,7 @@ def _label_remote(photos, server, gallery, out, threshold, api_key, timeout) -> 
                 continue
             names = ", ".join(f.name for f in result.faces) or "no faces"
             click.echo(f"{photo}: {len(result.faces)} face(s): {names}", err=out is None)
-            doc = {"image_id": str(photo), "width": result.width, "height": result.height,
-                   "faces": [{"box": [round(v, 2) for v in f.box], "detection_score": round(f.detection_score, 4),
-                              "name": f.name, "unknown": f.unknown, "score": round(f.score, 6),
-                              "distance": round(f.distance, 6), "threshold": round(f.threshold, 6)}
-                             for f in result.faces],
-                   "detector": result.detector.__dict__, "embedder": result.embedder.__dict__,
-                   "gallery": {**result.gallery.__dict__, "model": result.gallery.model.__dict__},
-                   "timings_ms": result.timings_ms}
+            doc = {**result.to_json(), "image_id": str(photo)}
             if out is not None:
                 (out / f"{Path(photo).stem}.labelled.jpg").write_bytes(result.annotated)
                 (out / f"{Path(photo).stem}.json").write_text(json.dumps(doc, indent=2) + "\n")

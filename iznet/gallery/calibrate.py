@@ -87,3 +87,14 @@ def pair_scores(embedder, pairs, faces_dir: Path) -> tuple[np.ndarray, np.ndarra
             continue
         (genuine if same else impostor).append(float(va @ vb))
     return np.asarray(genuine), np.asarray(impostor), missing
+
+
+def calibrate_on_pairs(gallery, embedder, pairs, faces_dir: Path, far: float, source: str) -> dict[str, Any]:
+    """Set ``gallery``'s unknown threshold from verification ``pairs`` (crops under ``faces_dir``) at target
+    ``far``; the caller saves the gallery. Returns the calibration (value, FAR, TAR, pair counts, source)."""
+    gallery.check_model(embedder.version)
+    genuine, impostor, missing = pair_scores(embedder, pairs, faces_dir)
+    result = {**threshold_at_far(genuine, impostor, far), "source": source, "missing_pairs": missing}
+    gallery.set_threshold(result)
+    gallery.far = far
+    return result
