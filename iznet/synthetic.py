@@ -74,6 +74,20 @@ def draw_head(p: Person, rng: np.random.Generator, img: np.ndarray, centre: tupl
                 0 if smile else 180, 180 if smile else 360, (60, 60, 160), -1)
 
 
+def draw_body(p: Person, rng: np.random.Generator, img: np.ndarray, centre: tuple[int, int], size: int) -> None:
+    """A neck and shoulders in a shirt of random colour under the head centred at ``centre``, down to the
+    bottom of ``img``. Portraits and group photos both get one, so a face crop from either frames the same
+    things: with head-only portraits the demo's embedder met necks and shirts first in the group photo and
+    named 0-1 of 10 faces right; with them, 3 of 10 and no stranger named. Haar finds fewer of these faces."""
+    cx, cy = centre
+    shirt = tuple(int(v) for v in rng.integers(20, 230, 3))
+    shoulders = cy + int(size * 0.62)
+    half, top = int(size * 0.45), shoulders + int(size * 0.12)
+    cv2.ellipse(img, (cx, top), (half, int(size * 0.2)), 0, 180, 360, shirt, -1)
+    cv2.rectangle(img, (cx - half, top), (cx + half, img.shape[0]), shirt, -1)
+    cv2.rectangle(img, (cx - size // 10, cy), (cx + size // 10, shoulders + size // 20), p.skin, -1)
+
+
 def face_box(centre: tuple[int, int], size: int, p: Person) -> tuple[int, int, int, int]:
     """The face ellipse's bounding box (x1, y1, x2, y2) of a head drawn by :func:`draw_head`."""
     cx, cy = centre
@@ -99,6 +113,7 @@ def draw_face(p: Person, rng: np.random.Generator, size: int = 200) -> np.ndarra
     """One photo of ``p``: a size x size portrait with the face roughly centred."""
     img = np.full((size, size, 3), rng.integers(40, 220, 3), np.uint8)
     c = size // 2
+    draw_body(p, rng, img, (c, c), size)
     draw_head(p, rng, img, (c, c), size)
     img = _camera(img, rng, size * 0.01, (c, c), c, size)
     # The camera: a small rotation, scale and shift.
@@ -134,7 +149,8 @@ def draw_group(people: Sequence[Person], rng: np.random.Generator,
     BGR photo and, per person, ``{"name", "box": [x1, y1, x2, y2]}`` of their face ellipse.
     """
     n = len(people)
-    step = int(head * 0.8)  # heads are ~0.7 head wide with hair: neighbours nearly touch, as in a group photo
+    # heads are ~0.7 head wide with hair: a little air between neighbours, or Haar merges two faces into one box
+    step = int(head * 1.05)
     w, h = step * n + head // 2, int(head * 2.1)
     top, bottom = rng.integers(90, 230, 3), rng.integers(40, 180, 3)
     ramp = np.linspace(0, 1, h)[:, None, None]
@@ -146,13 +162,7 @@ def draw_group(people: Sequence[Person], rng: np.random.Generator,
         size = int(head * rng.uniform(0.9, 1.1))
         cx = int(head // 4 + step * (i + 0.5) + rng.integers(-step // 10, step // 10 + 1))
         cy = int(head * 0.62 + rng.integers(-head // 12, head // 12 + 1))
-        shirt = tuple(int(v) for v in rng.integers(20, 230, 3))
-        # Shoulders and a neck under the head.
-        shoulders = cy + int(size * 0.62)
-        half, top = int(size * 0.45), shoulders + int(size * 0.12)
-        cv2.ellipse(img, (cx, top), (half, int(size * 0.2)), 0, 180, 360, shirt, -1)
-        cv2.rectangle(img, (cx - half, top), (cx + half, h), shirt, -1)
-        cv2.rectangle(img, (cx - size // 10, cy), (cx + size // 10, shoulders + size // 20), p.skin, -1)
+        draw_body(p, rng, img, (cx, cy), size)
         # The head on black, tilted a little, then pasted where it is not black (draw_head never draws black).
         layer = np.zeros((size, size, 3), np.uint8)
         draw_head(p, rng, layer, (size // 2, size // 2), size)

@@ -27,6 +27,7 @@ import re
 import shutil
 import time
 from collections import Counter, defaultdict
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import combinations
@@ -364,7 +365,11 @@ def _map_in_order(fn: Callable, tasks: list, workers: int) -> Iterator:
         _worker_init()
         yield from map(fn, tasks)
         return
-    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool:
+    # Workers start from a fork server, not by forking this process: a fork copies OpenCV's (or torch's)
+    # thread pool in whatever locked state it is in, and the workers then hang on their first cv2 call (seen
+    # in the demo, which draws its photos with OpenCV before building).
+    ctx = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, mp_context=ctx) as pool:
         yield from pool.map(fn, tasks, chunksize=8)
 
 
