@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -104,6 +105,9 @@ def main_with_result(run: Callable[[argparse.Namespace], Result], ap: argparse.A
                      argv: list[str] | None, name: str, title: str) -> Result:
     """Parse ``argv``, run the benchmark, print its table and write ``--json``; a :class:`Skip` is a result."""
     args = ap.parse_args(argv)
+    # bench.run stops a benchmark that overruns with SIGTERM: exit through the finally blocks, so the servers
+    # and temporary folders a benchmark made are cleaned up
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         result = run(args)
     except Skip as e:

@@ -51,7 +51,7 @@ def benches(shared: Path) -> list[Bench]:
     att = str(shared / "att_orl")
     return [
         Bench("gateway_vs_local", "Label through the gateway vs in-process, 1 and 4 clients",
-              ["--repeats", "30", "--clients", "1,4"], ["--repeats", "3", "--clients", "1,2"], 900),
+              ["--repeats", "50", "--clients", "1,4"], ["--repeats", "3", "--clients", "1,2"], 900),
         Bench("gallery_index", "gallery search 1k..1M vectors: exact vs IVF (and HNSW up to 10k)",
               ["--sizes", "1000,10000,100000,1000000", "--queries", "300", "--hnsw-max", "10000"],
               ["--sizes", "1000,4000", "--queries", "30", "--hnsw-max", "1000"], 2400),
