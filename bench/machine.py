@@ -35,9 +35,13 @@ def ram_gib() -> float | None:
 
 
 def os_name() -> str:
-    pretty = _proc_field("/etc/os-release", "PRETTY_NAME")
+    try:
+        pretty = next((line.split("=", 1)[1].strip().strip('"') for line in Path("/etc/os-release").read_text()
+                       .splitlines() if line.startswith("PRETTY_NAME=")), None)
+    except OSError:
+        pretty = None
     release = f"{platform.system()} {platform.release()}"
-    return f"{pretty.strip(chr(34))} ({release})" if pretty else release
+    return f"{pretty} ({release})" if pretty else release
 
 
 def versions() -> dict[str, str]:
