@@ -136,7 +136,7 @@ def fmt(v: Any) -> str:
             return "0"
         return f"{v:.3g}" if abs(v) < 1 else f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
     if isinstance(v, int):
-        return f"{v:,}" if abs(v) >= 1e4 else str(v)
+        return f"{v:,}"
     if isinstance(v, (list, tuple)):
         return ", ".join(fmt(x) for x in v)
     return str(v).replace("|", "\\|").replace("\n", " ")

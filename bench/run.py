@@ -2,6 +2,7 @@
 JSON file and one markdown report with the machine described.
 
     python -m bench.run [--quick] [--out-dir bench/results] [--only NAME,...] [--detector PATH] [--embedder DIR]
+                        [--extra 'NAME:ARGS' ...]
 
 Each benchmark writes its result with ``--json`` (the format is in bench/common.py); one that fails (a crash,
 a timeout) is reported as failed with the end of its output and the others go on; one that cannot run here
@@ -178,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="Run only these benchmarks (comma-separated names).")
     ap.add_argument("--detector", action="append", default=[], help="Trained detector(s) for detection_speed.")
     ap.add_argument("--embedder", default=None, help="Trained embedder dir for embedding_backends [a fresh net].")
+    ap.add_argument("--extra", action="append", default=[], metavar="NAME:ARGS",
+                    help="More arguments for one benchmark, after its defaults (so they win), e.g. "
+                         "'gallery_index:--hnsw-max 100000'. Repeatable.")
     args = ap.parse_args(argv)
 
     all_benches = benches(shared_data_dir())
@@ -186,6 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown benchmark(s) {', '.join(sorted(unknown))}: {', '.join(b.name for b in all_benches)}")
     chosen = [b for b in all_benches if not only or b.name in only]
+    extra_args: dict[str, list[str]] = {}
+    for e in args.extra:
+        name, _, more = e.partition(":")
+        if name not in {b.name for b in all_benches}:
+            ap.error(f"--extra {e!r}: no benchmark called {name!r}")
+        extra_args.setdefault(name, []).extend(shlex.split(more))
     out_dir = args.out_dir.resolve()
     (out_dir / "logs").mkdir(parents=True, exist_ok=True)
 
@@ -196,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = [a for d in args.detector for a in ("--detector", d)] if b.name == "detection_speed" else []
         if b.name == "embedding_backends" and args.embedder:
             extra = ["--model", args.embedder]
+        extra += extra_args.get(b.name, [])
         results.append(run_one(b, (b.quick if args.quick else b.full) + extra, out_dir,
                                180 if args.quick else b.timeout_s))
         print(f"=== {b.name}: {results[-1]['status']} in {results[-1]['seconds']:.0f} s "
