@@ -118,8 +118,9 @@ def run_one(b: Bench, args: list[str], out_dir: Path, timeout: float) -> dict[st
 
 
 def stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the benchmark's process group (its servers shut down), SIGKILL what is left after 15 s."""
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+    """SIGTERM the benchmark's process group, SIGKILL what is left after 90 s. The grace is long because the
+    servers a benchmark starts live in their own sessions: only the benchmark's own clean-up stops them."""
+    for sig, wait in ((signal.SIGTERM, 90), (signal.SIGKILL, 5)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
