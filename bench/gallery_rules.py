@@ -1,6 +1,6 @@
 """Which decision rule names people best: nearest exemplar, k-NN vote or per-person centroid, side by side.
 
-    python -m bench.gallery_rules --folder ../shared/data/att_orl [--dataset faces/] [--model baseline-lbp]
+    python -m bench.gallery_rules --folder ../shared/data/att_orl [--dataset faces/] [--model baseline-lbp] [--json PATH]
 
 Open-set protocol on dev data (one sub-folder of photos per person, detected and aligned as enrollment does,
 or the aligned crops of a built dataset): a third of the people are *not* enrolled; every enrolled person gets
@@ -13,11 +13,14 @@ strangers' probes are wrongly named. Averaged over ``--repeats`` random splits.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
+
+from bench.common import Result, Skip, add_json_option, main_with_result
+
+NAME, TITLE = "gallery_rules", "Gallery decision rules: nearest exemplar vs k-NN vote vs centroid"
 
 
 def load_folder(path: Path, pipe, per_person: int) -> tuple[list[np.ndarray], list[str]]:
@@ -97,8 +100,45 @@ def evaluate(vecs: np.ndarray, labels: np.ndarray, exemplars: int, fa: float, re
                 f"dir_at_fa{fa:g}": round(float(np.mean([b for _, b in v])), 4)} for r, v in out.items()}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def run(args: argparse.Namespace) -> Result:
+    from iznet.gallery.embedders import make_embedder
+    from iznet.gallery.gallery import RULES
+    from iznet.pipeline import Pipeline, make_detector
+
+    sources = [("folder", Path(f)) for f in args.folder] + [("dataset", Path(d)) for d in args.dataset]
+    if not sources:
+        raise Skip("no --folder or --dataset given (e.g. --folder ../shared/data/att_orl)")
+    missing = [str(p) for _, p in sources if not p.is_dir()]
+    if missing:
+        raise Skip(f"not found: {', '.join(missing)}")
+    res = Result(NAME, TITLE)
+    emb = make_embedder(args.model)
+    pipe = Pipeline(make_detector(args.detector), emb, None)
+    for kind, path in sources:
+        t0 = time.perf_counter()
+        if kind == "folder":
+            crops, labels = load_folder(path, pipe, args.per_person)
+        else:
+            crops, labels = load_dataset(path, args.min_images, args.per_person)
+        vecs = emb.embed(crops)
+        scores = evaluate(vecs, np.array(labels), args.exemplars, args.fa, args.repeats, args.seed, args.k, emb.version)
+        n_people = len(set(labels))
+        print(f"{path} ({len(crops)} faces, {n_people} people, {time.perf_counter() - t0:.0f}s)", flush=True)
+        for rule, r in scores.items():
+            res.row(source=path.name, faces=len(crops), people=n_people, rule=rule, **r)
+        dir_key = f"dir_at_fa{args.fa:g}"
+        for rule in RULES[1:]:
+            res.compare(f"name people, {path.name}", "rank-1", RULES[0], rule, scores[RULES[0]]["rank1"],
+                        scores[rule]["rank1"])
+            res.compare(f"name people, {path.name}", f"DIR at FA {args.fa:g}", RULES[0], rule,
+                        scores[RULES[0]][dir_key], scores[rule][dir_key])
+    res.notes.append(f"model {args.model}, detector {args.detector}, {args.exemplars} exemplars per enrolled person, "
+                     f"a third of the people are strangers; mean of {args.repeats} random splits.")
+    return res
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--folder", action="append", default=[], help="photos, one sub-folder per person")
     ap.add_argument("--dataset", action="append", default=[], help="a dataset built by `iznet data build`")
     ap.add_argument("--model", default="baseline-lbp")
@@ -110,31 +150,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--k", type=int, default=5, help="neighbours for the k-NN vote")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    from iznet.gallery.embedders import make_embedder
-    from iznet.pipeline import Pipeline, make_detector
+    add_json_option(ap)
+    return ap
 
-    emb = make_embedder(args.model)
-    pipe = Pipeline(make_detector(args.detector), emb, None)
-    results = {}
-    sources = [("folder", Path(f)) for f in args.folder] + [("dataset", Path(d)) for d in args.dataset]
-    for kind, path in sources:
-        t0 = time.perf_counter()
-        if kind == "folder":
-            crops, labels = load_folder(path, pipe, args.per_person)
-        else:
-            crops, labels = load_dataset(path, args.min_images, args.per_person)
-        vecs = emb.embed(crops)
-        res = evaluate(vecs, np.array(labels), args.exemplars, args.fa, args.repeats, args.seed, args.k, emb.version)
-        n_people = len(set(labels))
-        print(f"{path} ({len(crops)} faces, {n_people} people, {args.exemplars} exemplars each, model "
-              f"{args.model}, {time.perf_counter() - t0:.0f}s)")
-        for rule, r in res.items():
-            print(f"  {rule:9s} " + "  ".join(f"{k}={v:.3f}" for k, v in r.items()))
-        results[str(path)] = {"faces": len(crops), "people": n_people, "rules": res}
-    print(json.dumps({"model": emb.version, "exemplars": args.exemplars, "fa": args.fa, "k": args.k,
-                      "results": results}))
-    return results
+
+def main(argv: list[str] | None = None) -> Result:
+    return main_with_result(run, parser(), argv, NAME, TITLE)
 
 
 if __name__ == "__main__":

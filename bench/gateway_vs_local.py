@@ -1,28 +1,36 @@
-"""Label latency through the gateway (client -> Ray Serve gRPC ingress -> detection, embedding and gallery
-services) against the same Pipeline in this process, on the same photo, side by side in one run.
+"""Label through the gateway (client -> Ray Serve gRPC ingress -> detection, embedding and gallery services)
+against the same Pipeline in this process, on the same photo, with 1 client and with concurrent clients:
+latency p50/p95 and throughput (photos per second), side by side in one run.
 
-    python -m bench.gateway_vs_local [--photo PATH] [--repeats 30] [--json out.json]
+    python -m bench.gateway_vs_local [--photo PATH] [--repeats 30] [--clients 1,4] [--json PATH]
 
 The store is built in a temporary folder: with the team's shared photos, a gallery of the
 ``face_recognition_knn`` people and their two-person photo ``kit_with_rose.jpg``; without, generated people and
 a group photo of them. Both paths use the same detector (haar), embedder (baseline-lbp) and gallery version.
-Calls are sequential (one in flight), so the numbers are latency, not throughput; both paths get the same
-thread budget (``--threads``, 1 by default, as ``iznet up`` gives each service). The gateway's per-stage
-timings split its overhead into: the hops (client <-> gateway ingress <-> replica), the service calls' wire
-and (de)serialisation cost (a stage's round trip minus the work the service reports), the crops' PNG
-round trip, and the work itself.
+With N clients, N threads each send ``--repeats`` calls back to back (after 3 warm-up calls each): in-process
+every thread has its own Pipeline (OpenCV's cascades keep per-call state: per-thread detectors and one
+alignment at a time, as in the detection service), through the gateway its own gRPC channel. The in-process runs go first, before the
+stack starts, so its idle processes do not slow them. Both paths get the same thread budget per worker
+(``--threads``, 1 by default, as ``iznet up`` gives each service); the whole machine is theirs.
+The 1-client gateway calls' per-stage timings split its overhead into hops, wire and work (in the notes).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Callable
+
+from bench.common import Result, add_json_option, main_with_result, percentile, sig
+
+NAME, TITLE = "gateway_vs_local", "Label: through the gateway vs the same pipeline in-process"
+WARMUP = 3
 
 
 def build_store(root: Path, photo: Path | None) -> tuple[Path, bytes, str]:
@@ -30,113 +38,172 @@ def build_store(root: Path, photo: Path | None) -> tuple[Path, bytes, str]:
     from iznet.gallery import GalleryStore, make_embedder
     from iznet.pipeline import Pipeline, make_detector
 
-    gs = GalleryStore(root / "store")
-    emb, det = make_embedder("baseline-lbp"), make_detector("haar")
     frk = shared_data_dir() / "face_recognition_knn"
-    g = gs.create("default", emb.version)
-    if frk.is_dir():
-        Pipeline(det, emb, g).enroll_folder(frk / "train")
-        photo = photo or frk / "test" / "kit_with_rose.jpg"
-        what = "face_recognition_knn gallery"
-    else:
+    if not frk.is_dir():
         from tests.services.conftest import build_world
 
         world = build_world(root / "world")
-        shutil.rmtree(root / "store", ignore_errors=True)
         shutil.copytree(world.store.root, root / "store")
-        gs = GalleryStore(root / "store")
-        data = world.group_photo(world.people)
+        data = photo.read_bytes() if photo else world.group_photo(world.people)
         return root / "store", data, "generated people (no shared data here)"
+    gs = GalleryStore(root / "store")
+    emb, det = make_embedder("baseline-lbp"), make_detector("haar")
+    g = gs.create("default", emb.version)
+    Pipeline(det, emb, g).enroll_folder(frk / "train")
     gs.save(g)
-    return root / "store", photo.read_bytes(), f"{what}, photo {photo.name}"
+    photo = photo or frk / "test" / "kit_with_rose.jpg"
+    return root / "store", photo.read_bytes(), f"face_recognition_knn gallery, photo {photo.name}"
 
 
-def percentile(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+def hammer(make_caller: Callable[[], Callable[[], object]], clients: int, repeats: int):
+    """``clients`` threads, each with its own caller, make ``repeats`` timed calls after WARMUP untimed ones.
+
+    Returns (latencies in ms, wall seconds of the timed part, the last answer)."""
+    callers = [make_caller() for _ in range(clients)]
+    ready, go = threading.Barrier(clients + 1), threading.Event()
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    last: list[object] = [None] * clients
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            for _ in range(WARMUP):
+                callers[k]()
+            ready.wait()
+            go.wait()
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                last[k] = callers[k]()
+                latencies[k].append((time.perf_counter() - t0) * 1e3)
+        except BaseException as e:  # reported by the caller; the barrier must not hang
+            errors.append(e)
+            ready.abort()
+
+    threads = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(clients)]
+    for t in threads:
+        t.start()
+    try:
+        ready.wait()
+    except threading.BrokenBarrierError:
+        pass
+    t0 = time.perf_counter()
+    go.set()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    return [x for xs in latencies for x in xs], wall, last[0]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--photo", type=Path, default=None, help="Photo to label (default: see above).")
-    ap.add_argument("--repeats", type=int, default=30, help="Timed calls per path (after 3 warm-up calls).")
-    ap.add_argument("--json", type=Path, default=None, help="Also write the numbers here.")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="Threads OpenCV/FAISS/torch may use, in this process as in the services (default 1, "
-                         "what `iznet up` gives each service).")
-    args = ap.parse_args()
+def stats(path: str, clients: int, ms: list[float], wall: float, names: list[str]) -> dict:
+    return {"path": path, "clients": clients, "calls": len(ms), "p50_ms": sig(percentile(ms, 0.5), 3),
+            "p95_ms": sig(percentile(ms, 0.95), 3), "photos_per_s": sig(len(ms) / wall, 3), "names": names}
+
+
+def run(args: argparse.Namespace) -> Result:
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before FAISS loads; the services get the same
     import cv2
 
     cv2.setNumThreads(args.threads)
-
     from iznet.client import GatewayClient
     from iznet.pipeline import Pipeline
     from services.stack import Stack, StackConfig
 
+    res = Result(NAME, TITLE)
+    client_counts = [int(c) for c in args.clients.split(",")]
     root = Path(tempfile.mkdtemp(prefix="iznet-bench-"))
     try:
         store, photo, what = build_store(root, args.photo)
-        pipe = Pipeline.from_store(store, "default")
-        local_ms, local_stages = [], []
-        for i in range(args.repeats + 3):
-            t0 = time.perf_counter()
-            res = pipe.label(photo)
-            if i >= 3:
-                local_ms.append((time.perf_counter() - t0) * 1e3)
-                local_stages.append(res.timings)
-        local_names = [f.name for f in res.faces]
+        local, remote = {}, {}
+        align_lock = threading.Lock()
+        for c in client_counts:
+            def make_local():
+                pipe = Pipeline.from_store(store, "default")
+                align_one = pipe.align_one
 
-        t_start = time.perf_counter()
+                def locked_align(*a, **kw):  # the eye finder is one module-level cascade: one at a time, as
+                    with align_lock:         # the detection service does
+                        return align_one(*a, **kw)
+
+                pipe.align_one = locked_align
+                return lambda: pipe.label(photo)
+
+            ms, wall, ans = hammer(make_local, c, args.repeats)
+            local[c] = res.row(**stats("in-process", c, ms, wall, [f.name for f in ans.faces]))
+            print(f"in-process, {c} client(s): {local[c]}", flush=True)
+        local_stages = Pipeline.from_store(store, "default").label(photo).timings
+
+        t0 = time.perf_counter()
         stack = Stack(StackConfig(store=store, model="baseline-lbp")).start()
-        startup_s = time.perf_counter() - t_start
+        startup_s = time.perf_counter() - t0
+        channels: list[GatewayClient] = []
         try:
-            remote_ms, remote_stages = [], []
+            def make_remote():
+                gw = GatewayClient(stack.gateway)
+                channels.append(gw)
+                return lambda: gw.label(photo)
+
+            for c in client_counts:
+                ms, wall, ans = hammer(make_remote, c, args.repeats)
+                remote[c] = res.row(**stats("gateway", c, ms, wall, ans.names))
+                print(f"gateway, {c} client(s): {remote[c]}", flush=True)
             with GatewayClient(stack.gateway) as gw:
-                for i in range(args.repeats + 3):
-                    t0 = time.perf_counter()
-                    r = gw.label(photo)
-                    if i >= 3:
-                        remote_ms.append((time.perf_counter() - t0) * 1e3)
-                        remote_stages.append(r.timings_ms)
-            remote_names = r.names
+                remote_stages = [gw.label(photo).timings_ms for _ in range(5)]
         finally:
+            for gw in channels:
+                gw.close()
             stack.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
-    med = statistics.median
-    loc, rem = med(local_ms), med(remote_ms)
+    for c in client_counts:
+        label = f"Label, {c} client{'s' if c > 1 else ''}"
+        res.compare(label, "p50 ms", "in-process", "gateway", local[c]["p50_ms"], remote[c]["p50_ms"], "lower")
+        res.compare(label, "p95 ms", "in-process", "gateway", local[c]["p95_ms"], remote[c]["p95_ms"], "lower")
+        res.compare(label, "photos/s", "in-process", "gateway", local[c]["photos_per_s"], remote[c]["photos_per_s"])
+    res.params.update(what=what, stack_startup_s=round(startup_s, 1))
+    res.notes.append(f"{what}; haar detector, baseline-lbp embedder; {args.threads} thread(s) per worker; "
+                     f"stack started in {startup_s:.0f} s; same names on both paths: "
+                     f"{all(local[c]['names'] == remote[c]['names'] for c in client_counts)}.")
+    res.notes.append(overhead_note(local_stages, remote_stages, local[client_counts[0]]["p50_ms"],
+                                   remote[client_counts[0]]["p50_ms"]))
+    return res
 
-    def mstage(rows, key):
-        vals = [row.get(key, 0.0) for row in rows]
-        return med(vals) if vals else 0.0
 
-    gw_total = mstage(remote_stages, "total")
-    det_rt, det_work = mstage(remote_stages, "detect"), sum(mstage(remote_stages, f"detection.{k}")
-                                                              for k in ("decode", "detect", "crop"))
-    report = {
-        "what": what, "repeats": args.repeats, "stack_startup_s": round(startup_s, 1),
-        "same_names": local_names == remote_names, "names": remote_names,
-        "in_process_ms": {"median": round(loc, 1), "p90": round(percentile(local_ms, 0.9), 1),
-                          **{k: round(mstage(local_stages, k), 1) for k in ("decode", "detect", "align", "embed",
-                                                                            "search")}},
-        "gateway_ms": {"median": round(rem, 1), "p90": round(percentile(remote_ms, 0.9), 1)},
-        "ratio_gateway_over_in_process": round(rem / loc, 2),
-        "overhead_ms": {
-            "total": round(rem - loc, 1),
-            "client<->ingress<->replica (client time - gateway's own total)": round(rem - gw_total, 1),
-            "detection call: wire + (de)serialise (round trip - service's work)": round(det_rt - det_work, 1),
-            "detection service work (decode+detect+align+PNG crops)": round(det_work, 1),
-            "embed call incl. batching window (round trip)": round(mstage(remote_stages, "embed"), 1),
-            "search call (round trip)": round(mstage(remote_stages, "search"), 1),
-        },
+def overhead_note(local_stages: dict, remote_stages: list[dict], local_p50: float, remote_p50: float) -> str:
+    """Where the gateway's extra time goes, from the stage timings the gateway and the services report."""
+    def med(key: str) -> float:
+        return statistics.median([s.get(key, 0.0) for s in remote_stages])
+
+    det_work = sum(med(f"detection.{k}") for k in ("decode", "detect", "crop"))
+    parts = {
+        "in-process stages": ", ".join(f"{k} {local_stages.get(k, 0.0):.1f}" for k in ("decode", "detect", "align",
+                                                                                    "embed", "search")),
+        "gateway extra (p50)": f"{remote_p50 - local_p50:.1f}",
+        "client<->ingress<->replica": f"{remote_p50 - med('total'):.1f}",
+        "detection call wire + (de)serialise": f"{med('detect') - det_work:.1f}",
+        "detection service work": f"{det_work:.1f}",
+        "embed call (incl. batching window)": f"{med('embed'):.1f}",
+        "search call": f"{med('search'):.1f}",
     }
-    print(json.dumps(report, indent=2))
-    print(f"\nLabel, {what}: in-process {loc:.1f} ms, through the gateway {rem:.1f} ms "
-          f"(median of {args.repeats}) -> ratio {rem / loc:.2f}x")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return "ms, 1 client: " + "; ".join(f"{k}: {v}" for k, v in parts.items())
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--photo", type=Path, default=None, help="Photo to label (default: see above).")
+    ap.add_argument("--repeats", type=int, default=30, help="Timed calls per client (after 3 warm-up calls).")
+    ap.add_argument("--clients", default="1,4", help="Numbers of concurrent clients, comma-separated.")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="Threads OpenCV/FAISS/torch may use, in this process as in the services (default 1, "
+                         "what `iznet up` gives each service).")
+    add_json_option(ap)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> Result:
+    return main_with_result(run, parser(), argv, NAME, TITLE)
 
 
 if __name__ == "__main__":
