@@ -180,7 +180,8 @@ def generated_source(group: Path | None, out: Path, size: DemoSize) -> DemoSourc
 
     photos = out / "photos"
     shutil.rmtree(photos, ignore_errors=True)
-    people = make_people(photos, people=size.people, photos=size.photos, seed=0)
+    # with neck and shoulders, as the group photos show them (see iznet.synthetic.draw_body)
+    people = make_people(photos, people=size.people, photos=size.photos, seed=0, body=True)
     if group is not None:
         return DemoSource(f"{size.people} generated people ({photos}), labelling {group}", photos, photos, [group])
     return DemoSource(f"{size.people} generated people ({photos}); give DATA=... for real photos",

@@ -76,9 +76,10 @@ def draw_head(p: Person, rng: np.random.Generator, img: np.ndarray, centre: tupl
 
 def draw_body(p: Person, rng: np.random.Generator, img: np.ndarray, centre: tuple[int, int], size: int) -> None:
     """A neck and shoulders in a shirt of random colour under the head centred at ``centre``, down to the
-    bottom of ``img``. Portraits and group photos both get one, so a face crop from either frames the same
-    things: with head-only portraits the demo's embedder met necks and shirts first in the group photo and
-    named 0-1 of 10 faces right; with them, 3 of 10 and no stranger named. Haar finds fewer of these faces."""
+    bottom of ``img``. Group photos always have one; the demo's portraits too (``body=True``), so a face crop
+    from either frames the same things: with head-only portraits the demo's embedder met necks and shirts first
+    in the group photo and named 0-1 of 10 faces right; with them, 3 of 10 and no stranger named. Haar finds
+    fewer of these faces, so portraits stay head-only by default."""
     cx, cy = centre
     shirt = tuple(int(v) for v in rng.integers(20, 230, 3))
     shoulders = cy + int(size * 0.62)
@@ -109,11 +110,13 @@ def _camera(img: np.ndarray, rng: np.random.Generator, blur: float, centre: tupl
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def draw_face(p: Person, rng: np.random.Generator, size: int = 200) -> np.ndarray:
-    """One photo of ``p``: a size x size portrait with the face roughly centred."""
+def draw_face(p: Person, rng: np.random.Generator, size: int = 200, body: bool = False) -> np.ndarray:
+    """One photo of ``p``: a size x size portrait with the face roughly centred; with ``body``, a neck and
+    shoulders under it as in a group photo."""
     img = np.full((size, size, 3), rng.integers(40, 220, 3), np.uint8)
     c = size // 2
-    draw_body(p, rng, img, (c, c), size)
+    if body:
+        draw_body(p, rng, img, (c, c), size)
     draw_head(p, rng, img, (c, c), size)
     img = _camera(img, rng, size * 0.01, (c, c), c, size)
     # The camera: a small rotation, scale and shift.
@@ -127,8 +130,10 @@ def person_name(i: int) -> str:
     return FIRST[i % len(FIRST)] + ("" if i < len(FIRST) else str(i // len(FIRST)))
 
 
-def make_people(out: str | Path, people: int = 8, photos: int = 12, seed: int = 0, size: int = 200) -> list[Person]:
-    """Write ``out/<name>/<name>_NNNN.jpg`` for ``people`` generated people with ``photos`` photos each."""
+def make_people(out: str | Path, people: int = 8, photos: int = 12, seed: int = 0, size: int = 200,
+                body: bool = False) -> list[Person]:
+    """Write ``out/<name>/<name>_NNNN.jpg`` for ``people`` generated people with ``photos`` photos each
+    (``body``: with neck and shoulders, see :func:`draw_body`)."""
     rng = np.random.default_rng(seed)
     out = Path(out)
     made = []
@@ -136,7 +141,7 @@ def make_people(out: str | Path, people: int = 8, photos: int = 12, seed: int = 
         name = person_name(i)
         person = make_person(rng, name)
         for k in range(1, photos + 1):
-            write_image(out / name / f"{name}_{k:04d}.jpg", draw_face(person, rng, size))
+            write_image(out / name / f"{name}_{k:04d}.jpg", draw_face(person, rng, size, body))
         made.append(person)
     return made
 
