@@ -8,6 +8,7 @@ framing is the same whichever way it was aligned.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +51,17 @@ def choose_face(faces: list[FaceBox], width: int, height: int) -> Choice | None:
     return Choice(best, f"largest and most central of {len(faces)}", ambiguous)
 
 
-_eye_cascade: cv2.CascadeClassifier | None = None
+_per_thread = threading.local()
+
+
+def _eye_cascade() -> cv2.CascadeClassifier:
+    """This thread's eye cascade: a CascadeClassifier is not safe to share between threads (two Pipelines
+    labelling in parallel threads crashed inside OpenCV), and loading one per thread costs ~10 ms once."""
+    cascade = getattr(_per_thread, "eye_cascade", None)
+    if cascade is None:
+        cascade = _per_thread.eye_cascade = cv2.CascadeClassifier(
+            str(Path(cv2.data.haarcascades) / "haarcascade_eye.xml"))
+    return cascade
 
 
 def find_eyes(image: np.ndarray, box: FaceBox) -> np.ndarray | None:
@@ -60,9 +71,6 @@ def find_eyes(image: np.ndarray, box: FaceBox) -> np.ndarray | None:
     distance apart and tilted less than 30 degrees. Good enough to level frontal faces; the trained
     detector's landmarks replace it.
     """
-    global _eye_cascade
-    if _eye_cascade is None:
-        _eye_cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_eye.xml"))
     h, w = image.shape[:2]
     x1, y1 = max(0, int(box.x1)), max(0, int(box.y1))
     x2, y2 = min(w, int(box.x2)), min(h, int(box.y1 + 0.6 * box.height))
@@ -70,7 +78,7 @@ def find_eyes(image: np.ndarray, box: FaceBox) -> np.ndarray | None:
         return None
     roi = cv2.cvtColor(image[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY)
     min_eye = max(6, int(box.width * 0.1))
-    eyes = _eye_cascade.detectMultiScale(roi, 1.1, 3, minSize=(min_eye, min_eye), maxSize=(int(box.width * 0.45),) * 2)
+    eyes = _eye_cascade().detectMultiScale(roi, 1.1, 3, minSize=(min_eye, min_eye), maxSize=(int(box.width * 0.45),) * 2)
     if len(eyes) < 2:
         return None
     mid = box.width / 2
