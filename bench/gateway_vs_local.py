@@ -116,17 +116,9 @@ def run(args: argparse.Namespace) -> Result:
     try:
         store, photo, what = build_store(root, args.photo)
         local, remote = {}, {}
-        align_lock = threading.Lock()
         for c in client_counts:
             def make_local():
                 pipe = Pipeline.from_store(store, "default")
-                align_one = pipe.align_one
-
-                def locked_align(*a, **kw):  # the eye finder is one module-level cascade: one at a time, as
-                    with align_lock:         # the detection service does
-                        return align_one(*a, **kw)
-
-                pipe.align_one = locked_align
                 return lambda: pipe.label(photo)
 
             ms, wall, ans = hammer(make_local, c, args.repeats)

@@ -47,10 +47,9 @@ class DetectionServicer(detection_pb2_grpc.DetectionServicer):
     def __init__(self, make_detector, version: dict, max_pixels: int, max_bytes: int):
         self.make_detector, self.version = make_detector, version
         self.max_pixels, self.max_bytes = max_pixels, max_bytes
-        # OpenCV's cascades keep per-call state in the classifier object: one detector per worker thread, and
-        # one alignment at a time (the eye finder alignment uses is a single module-level cascade).
+        # OpenCV's cascades keep per-call state in the classifier object: one detector per worker thread (the
+        # eye finder that alignment uses keeps its own cascade per thread, iznet.data.align).
         self._local = threading.local()
-        self._align_lock = threading.Lock()
         make_detector()  # a missing model fails the start, not the first call
 
     def _detector(self):
@@ -81,8 +80,7 @@ class DetectionServicer(detection_pb2_grpc.DetectionServicer):
             if request.max_faces > 0:
                 faces = sorted(faces, key=lambda f: -f.area)[:request.max_faces]
             t2 = time.perf_counter()
-            with self._align_lock:
-                aligned = [pipe.align_one(image, f) for f in faces]
+            aligned = [pipe.align_one(image, f) for f in faces]
             out = []
             for f, (crop, landmarks, _how) in zip(faces, aligned):
                 box, lm = common.face_box_pb(FaceBox(f.x1, f.y1, f.x2, f.y2, f.score, landmarks))
