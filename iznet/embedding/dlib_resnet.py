@@ -439,7 +439,7 @@ class DlibResNet(nn.Module):
         if chips.dim() != 4 or tuple(chips.shape[1:]) != (INPUT_SIZE, INPUT_SIZE, 3):
             raise UserInputError(f"dlib's descriptor takes (N, {INPUT_SIZE}, {INPUT_SIZE}, 3) RGB chips, "
                                  f"not {tuple(chips.shape)}")
-        x = (chips.to(torch.float32) - self.mean) / 256.0
+        x = (chips.to(self.mean.dtype) - self.mean) / 256.0  # float32, or float64 after .double()
         return x.permute(0, 3, 1, 2)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
