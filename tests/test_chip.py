@@ -143,7 +143,7 @@ def _landmarks(dlib, detector, sp, rgb: np.ndarray):
     """dlib's five landmarks of the largest face, found on a copy at most 400 px (fast) and fitted at full size."""
     s = min(1.0, 400 / max(rgb.shape[:2]))
     small = cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else rgb
-    dets = detector(small, 1)
+    dets = detector(small, 0)
     if not dets:
         return None
     d = max(dets, key=lambda r: r.area())
