@@ -101,9 +101,10 @@ def evaluate(vecs: np.ndarray, labels: np.ndarray, exemplars: int, fa: float, re
 
 
 def run(args: argparse.Namespace) -> Result:
-    from iznet.gallery.embedders import make_embedder
+    from iznet.registry import create_embedder
     from iznet.gallery.gallery import RULES
-    from iznet.pipeline import Pipeline, make_detector
+    from iznet.pipeline import Pipeline
+    from iznet.registry import create_detector
 
     sources = [("folder", Path(f)) for f in args.folder] + [("dataset", Path(d)) for d in args.dataset]
     if not sources:
@@ -112,8 +113,8 @@ def run(args: argparse.Namespace) -> Result:
     if missing:
         raise Skip(f"not found: {', '.join(missing)}")
     res = Result(NAME, TITLE)
-    emb = make_embedder(args.model)
-    pipe = Pipeline(make_detector(args.detector), emb, None)
+    emb = create_embedder(args.model)
+    pipe = Pipeline(create_detector(args.detector), emb, None)
     for kind, path in sources:
         t0 = time.perf_counter()
         if kind == "folder":

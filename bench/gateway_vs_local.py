@@ -35,8 +35,10 @@ WARMUP = 3
 
 def build_store(root: Path, photo: Path | None) -> tuple[Path, bytes, str]:
     from iznet.config import shared_data_dir
-    from iznet.gallery import GalleryStore, make_embedder
-    from iznet.pipeline import Pipeline, make_detector
+    from iznet.gallery import GalleryStore
+    from iznet.registry import create_embedder
+    from iznet.pipeline import Pipeline
+    from iznet.registry import create_detector
 
     frk = shared_data_dir() / "face_recognition_knn"
     if not frk.is_dir():
@@ -47,7 +49,7 @@ def build_store(root: Path, photo: Path | None) -> tuple[Path, bytes, str]:
         data = photo.read_bytes() if photo else world.group_photo(world.people)
         return root / "store", data, "generated people (no shared data here)"
     gs = GalleryStore(root / "store")
-    emb, det = make_embedder("baseline-lbp"), make_detector("haar")
+    emb, det = create_embedder("baseline-lbp"), create_detector("haar")
     g = gs.create("default", emb.version)
     Pipeline(det, emb, g).enroll_folder(frk / "train")
     gs.save(g)
@@ -127,7 +129,7 @@ def run(args: argparse.Namespace) -> Result:
         local_stages = Pipeline.from_store(store, "default").label(photo).timings
 
         t0 = time.perf_counter()
-        stack = Stack(StackConfig(store=store, model="baseline-lbp")).start()
+        stack = Stack(StackConfig(store=store, model="baseline-lbp", detector="haar")).start()
         startup_s = time.perf_counter() - t0
         channels: list[GatewayClient] = []
         try:

@@ -26,13 +26,14 @@ NAME, TITLE = "reindex", "Gallery re-index: as a Celery job vs in-process"
 
 
 def build_gallery(store: Path, name: str, n: int, model: str, seed: int = 0) -> float:
-    from iznet.gallery import GalleryStore, make_embedder
+    from iznet.gallery import GalleryStore
+    from iznet.registry import create_embedder
     from iznet.synthetic import draw_face, make_person
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     people = [make_person(rng, f"P{i:03d}") for i in range(max(1, n // 50))]
-    emb = make_embedder(model)
+    emb = create_embedder(model)
     gs = GalleryStore(store)
     g = gs.create(name, emb.version)
     per = n // len(people)
@@ -90,10 +91,11 @@ def run(args: argparse.Namespace) -> Result:
                 exemplars_per_s=sig(m["exemplars"] / wall, 3), job_own_seconds=sig(m["seconds"], 3))
 
         if not args.no_direct:
-            from iznet.gallery import GalleryStore, make_embedder, reindex
+            from iznet.gallery import GalleryStore, reindex
+            from iznet.registry import create_embedder
 
             t0 = time.perf_counter()
-            reindex(GalleryStore(tmp / "direct"), "bench", make_embedder(args.to_model), batch=args.batch_size)
+            reindex(GalleryStore(tmp / "direct"), "bench", create_embedder(args.to_model), batch=args.batch_size)
             direct = time.perf_counter() - t0
             res.row(path="in-process", exemplars=args.exemplars, seconds=sig(direct, 3),
                     exemplars_per_s=sig(args.exemplars / direct, 3))

@@ -257,15 +257,17 @@ def train_embedder(dataset: Path, out: Path, size: DemoSize) -> tuple[Path, dict
 
 def enroll_gallery(store: Path, model: Path, enroll_photos: Path, dataset: Path):
     from iznet.data.dataset import FaceDataset
-    from iznet.gallery import GalleryStore, make_embedder
+    from iznet.gallery import GalleryStore
+    from iznet.registry import create_embedder
     from iznet.gallery.calibrate import calibrate_on_pairs
     from iznet.gallery.embedders import model_record
-    from iznet.pipeline import Pipeline, make_detector
+    from iznet.pipeline import Pipeline
+    from iznet.registry import create_detector
 
     gs = GalleryStore(store)
-    embedder = make_embedder(str(model))
+    embedder = create_embedder(str(model))
     g = gs.create(GALLERY, model_record(embedder, str(model)), detector="haar")
-    report = Pipeline(make_detector("haar"), embedder, g).enroll_folder(enroll_photos, progress=True)
+    report = Pipeline(create_detector("haar"), embedder, g).enroll_folder(enroll_photos, progress=True)
     if not report.enrolled:
         raise UserInputError(f"{enroll_photos}: no photo could be enrolled ("
                              + "; ".join(f"{o.source}: {o.reason}" for o in report.rejected[:3]) + ")")

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from iznet.data.align import DEFAULT_MARGIN, DEFAULT_SIZE, align_face, choose_face, find_eyes
+from iznet.data.align import DEFAULT_MARGIN, DEFAULT_SIZE, ChipSpec, choose_face, face_chip
 from iznet.detection.find import detect_faces
 from iznet.detection.types import Detector, FaceBox
 from iznet.errors import IZNetError, NotFoundError, UserInputError
@@ -143,13 +143,16 @@ class Pipeline:
     def __init__(self, detector: Detector, embedder, gallery: Gallery | None = None, *, size: int = DEFAULT_SIZE,
                  margin: float = DEFAULT_MARGIN, align: bool = True, min_face: int = DEFAULT_MIN_FACE,
                  min_score: float = 0.0, threshold: float | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 max_bytes: int = DEFAULT_MAX_BYTES):
+                 max_bytes: int = DEFAULT_MAX_BYTES, chip: "ChipSpec | str | None" = None):
         self.detector = detector
         self.embedder = embedder
         self.gallery = gallery
         if gallery is not None:
             gallery.check_model(embedder.version)
         self.size, self.margin, self.align = size, margin, align
+        #: The face crop to cut: the embedder's own (dlib's chip for dlib's ResNet), else a box crop.
+        self.chip = ChipSpec.parse(chip) if chip is not None else (
+            getattr(embedder, "chip", None) or ChipSpec("box", size, margin))
         self.min_face, self.min_score = min_face, min_score
         self.threshold = threshold
         self.max_pixels, self.max_bytes = max_pixels, max_bytes
@@ -162,11 +165,12 @@ class Pipeline:
                    **kwargs: Any) -> "Pipeline":
         """Load gallery ``gallery`` (current version unless ``version``), the model it was built with (or
         ``model``, which must be the same one) and the detector it was enrolled with (or ``detector``)."""
-        from iznet.gallery.embedders import make_embedder
+        from iznet.registry import create_detector, create_embedder
 
         g = GalleryStore(store).load(gallery, version)
-        emb = make_embedder(model or g.model.get("spec") or g.model.get("name"))
-        det = detector if detector is not None and not isinstance(detector, str) else make_detector(detector or g.detector)
+        emb = create_embedder(model or g.model.get("spec") or g.model.get("name"), store=store)
+        det = detector if detector is not None and not isinstance(detector, str) else \
+            create_detector(detector or g.detector, store=store)
         return cls(det, emb, g, **kwargs)
 
     # ---------------------------------------------------------------------------------------- the stages
@@ -177,11 +181,8 @@ class Pipeline:
         return faces, padded
 
     def align_one(self, image: np.ndarray, face: FaceBox) -> tuple[np.ndarray, np.ndarray | None, str]:
-        landmarks = face.landmarks
-        if landmarks is None and self.align:
-            landmarks = find_eyes(image, face)
-        how = "box" if landmarks is None else ("eyes" if len(landmarks) == 2 else "landmarks")
-        return align_face(image, face, self.size, self.margin, landmarks), landmarks, how
+        """The crop the embedder wants (its chip), the landmarks that placed it, and how it was aligned."""
+        return face_chip(image, face, self.chip, find_eyes_in_box=self.align)
 
     def _embed(self, crops: list[np.ndarray]) -> np.ndarray:
         if not crops:
@@ -324,10 +325,3 @@ class Pipeline:
         for person, f in it:
             report.outcomes.append(self.enroll_image(person, f, str(f)))
         return report
-
-
-def make_detector(spec: str = "haar") -> Detector:
-    """A detector by name: a teacher (``haar``, ``ultralight-320``, ``ultralight-640``, an .onnx path)."""
-    from iznet.detection.teachers import make_teacher
-
-    return make_teacher(spec)

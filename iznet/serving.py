@@ -140,14 +140,14 @@ def load_model_version(path) -> object:
     from pathlib import Path
 
     from iznet.errors import NotFoundError
-    from iznet.gallery.embedders import make_embedder
+    from iznet.registry import create_embedder
 
     path = Path(path)
     card = path / "model.json"
     if not card.is_file():
         raise NotFoundError(f"no model at {path} (needs model.json)")
     spec = json.loads(card.read_text()).get("spec")
-    return make_embedder(spec if spec else str(path))
+    return create_embedder(spec if spec else str(path))
 
 
 class Fixed(Generic[T]):

@@ -214,7 +214,8 @@ def limit_threads(n: int) -> None:
 def model_version_pb(v: dict | None) -> common_pb2.ModelVersion:
     v = v or {}
     return common_pb2.ModelVersion(name=str(v.get("name", "")), version=str(v.get("version", "")),
-                                   digest=str(v.get("digest", "")), kind=str(v.get("kind", "")))
+                                   digest=str(v.get("digest", "")), kind=str(v.get("kind", "")),
+                                   chip=str(v.get("chip", "")))
 
 
 def gallery_version_pb(v: dict) -> common_pb2.GalleryVersion:

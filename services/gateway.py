@@ -93,6 +93,9 @@ def build_app(config: GatewayConfig, num_replicas: int = 1):
             self.detection = detection_pb2_grpc.DetectionStub(self.channels["detection"])
             self.embedding = embedding_pb2_grpc.EmbeddingStub(self.channels["embedding"])
             self.gallery = gallery_pb2_grpc.GalleryStub(self.channels["gallery"])
+            #: The face chip the embedding model wants (its ModelVersion.chip), asked once, then followed from
+            #: every embedding answer (a model switch may change it).
+            self._chip = ""
             self._embed_batched.set_max_batch_size(self.cfg.max_batch)
             self._embed_batched.set_batch_wait_timeout_s(self.cfg.batch_wait_ms / 1000)
 
@@ -152,8 +155,12 @@ def build_app(config: GatewayConfig, num_replicas: int = 1):
             t = {}
             start = time.perf_counter()
             deadline = time.monotonic() + self.cfg.timeout_s
+            if not self._chip:
+                served = await self._call("embedding", self.embedding.GetModel, common_pb2.GetModelRequest(),
+                                          deadline)
+                self._chip = served.chip or f"box:{self.cfg.crop_size}:0.2"
             det = await self._call("detection", self.detection.Detect, detection_pb2.DetectRequest(
-                images=[image], min_score=opts.min_score, crop_size=self.cfg.crop_size), deadline)
+                images=[image], min_score=opts.min_score, chip=self._chip), deadline)
             result = det.results[0]
             if result.error:
                 raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"image {image.id!r}: {result.error}"
@@ -172,6 +179,8 @@ def build_app(config: GatewayConfig, num_replicas: int = 1):
             if usable:
                 crops = [faces[i].crop for i in usable]
                 vectors, model, batch = await self._embed(crops, deadline)
+                if model.chip and model.chip != self._chip:
+                    self._chip = model.chip  # the model switched: later photos are cut to its chip
                 t2 = time.perf_counter()
                 t["embed"] = (t2 - t1) * 1e3
                 t["embed.batch_crops"] = float(batch)

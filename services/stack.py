@@ -99,9 +99,9 @@ class Proc:
 class StackConfig:
     store: Path
     gallery: str = "default"
-    #: models/<name> in the store, or an embedder spec (baseline-lbp, a trained model's folder).
-    model: str = "baseline-lbp"
-    detector: str = "haar"
+    #: models/<name> in the store, or any embedder spec (default, dlib-resnet, baseline-lbp, a model's folder).
+    model: str = "default"
+    detector: str = "default"
     api_keys: list[str] = field(default_factory=list)
     poll_s: float = 1.0
     host: str = "127.0.0.1"

@@ -140,7 +140,7 @@ def test_fallback_centre_box_keeps_portraits_the_teacher_misses(shared_data, tmp
     scene = sorted((shared_data / "detection" / "nonface_scenes").glob("*.jpg"))[0]
     shutil.copy(scene, src / "Someone_0001.jpg")
     dst = tmp_path / "ds"
-    report = build_dataset(src.parent, dst, BuildConfig(fallback_center=0.46), workers=1, progress=False)
+    report = build_dataset(src.parent, dst, BuildConfig(fallback_center=0.46, teacher="haar"), workers=1, progress=False)
     (rec,) = load_manifest(dst)
     assert report.counts["kept"] == 1 and rec["status"] == "kept" and "fallback" in rec
     w, h = rec["image_wh"]

@@ -17,12 +17,14 @@ import pytest
 
 from iznet.cli import main
 from iznet.errors import ImageError, NotFoundError, PreconditionError, UserInputError
-from iznet.gallery import GalleryStore, make_embedder, reindex
+from iznet.gallery import GalleryStore, reindex
+from iznet.registry import create_embedder
 from iznet.gallery import gallery as gallery_mod
 from iznet.gallery import index as idx
 from iznet.gallery.calibrate import self_pairs, threshold_at_far
 from iznet.imageio import read_image
-from iznet.pipeline import Pipeline, make_detector
+from iznet.pipeline import Pipeline
+from iznet.registry import create_detector
 from iznet.synthetic import make_people
 
 ENROLLED = ["Ada", "Bo", "Di"]
@@ -44,9 +46,9 @@ def unit(n: int, dim: int = 128, seed: int = 0) -> np.ndarray:
 def enrolled(tmp_path, people):
     """A saved gallery of three generated people (baseline-lbp, haar) and its store."""
     gs = GalleryStore(tmp_path / "store")
-    emb = make_embedder("baseline-lbp")
+    emb = create_embedder("baseline-lbp")
     g = gs.create("syn", emb.version)
-    pipe = Pipeline(make_detector("haar"), emb, g)
+    pipe = Pipeline(create_detector("haar"), emb, g)
     report = pipe.enroll_folder(people, people=ENROLLED)
     assert len(report.enrolled) >= 6
     gs.save(g, action="enroll")
@@ -59,16 +61,16 @@ def enrolled(tmp_path, people):
 def test_baseline_embedders_are_deterministic_normalised_and_distinct(people):
     crops = [cv2.resize(read_image(p), (160, 160)) for p in sorted((people / "Ada").iterdir())]
     for name in ("baseline-lbp", "baseline-pixels"):
-        a, b = make_embedder(name), make_embedder(name)
+        a, b = create_embedder(name), create_embedder(name)
         va, vb = a.embed(crops), b.embed(crops)
         assert va.shape == (3, 128) and va.dtype == np.float32
         np.testing.assert_allclose(np.linalg.norm(va, axis=1), 1, atol=1e-5)
         np.testing.assert_array_equal(va, vb)
         assert a.version["digest"] == b.version["digest"] and a.version["kind"] == "embedder"
         assert a.embed([]).shape == (0, 128)
-    assert make_embedder("baseline-lbp").version["digest"] != make_embedder("baseline-pixels").version["digest"]
+    assert create_embedder("baseline-lbp").version["digest"] != create_embedder("baseline-pixels").version["digest"]
     with pytest.raises(UserInputError, match="unknown embedding model"):
-        make_embedder("no-such-model")
+        create_embedder("no-such-model")
 
 
 # --------------------------------------------------------------------------------------- index & rules
@@ -164,9 +166,9 @@ def test_enroll_folder_partial_success_with_reasons(tmp_path, people):
     cv2.imwrite(str(src / "Ada" / "group.png"), two)
     shutil.copy(people / "Ada" / "Ada_0001.jpg", src / "Ada" / "copy_of_0001.jpg")
     gs = GalleryStore(tmp_path / "store")
-    emb = make_embedder()
+    emb = create_embedder("baseline-lbp")
     g = gs.create("p", emb.version)
-    report = Pipeline(make_detector("haar"), emb, g).enroll_folder(src)
+    report = Pipeline(create_detector("haar"), emb, g).enroll_folder(src)
     by = {Path(o.source).name: o for o in report.outcomes}
     assert by["corrupt.jpg"].status == "rejected" and by["corrupt.jpg"].reason == "unreadable"
     assert by["blank.png"].reason == "no_face"
@@ -276,9 +278,9 @@ def test_reindex_to_a_new_model_keeps_the_old_version_readable(enrolled):
     old_reader = gs.load("syn")
     probe = read_image(next(iter(sorted((Path(next(iter(old_reader.exemplars.values())).source)).parent.glob("*.jpg")))))
     before = pipe.label(probe)
-    pixels = make_embedder("baseline-pixels")
+    pixels = create_embedder("baseline-pixels")
     with pytest.raises(PreconditionError):
-        Pipeline(make_detector("haar"), pixels, old_reader)
+        Pipeline(create_detector("haar"), pixels, old_reader)
     old, new = reindex(gs, "syn", pixels, make_current=False)
     assert (old, new) == (1, 2)
     assert gs.current_version("syn") == 1  # published, not yet switched
@@ -287,7 +289,7 @@ def test_reindex_to_a_new_model_keeps_the_old_version_readable(enrolled):
     gs.switch("syn", 2)
     assert gs.current_version("syn") == 2
     # The reader that opened version 1 keeps answering, with version 1's model; v1 is still on disk.
-    after = Pipeline(pipe.detector, make_embedder("baseline-lbp"), old_reader).label(probe)
+    after = Pipeline(pipe.detector, create_embedder("baseline-lbp"), old_reader).label(probe)
     assert [f.identity.to_json() for f in after.faces] == [f.identity.to_json() for f in before.faces]
     assert gs.load("syn", 1).model["name"] == "baseline-lbp"
     # The current gallery now needs the new model, and names the enrolled photo with it.
@@ -301,13 +303,13 @@ def test_reindex_to_a_new_model_keeps_the_old_version_readable(enrolled):
 
 def test_no_crops_gallery_cannot_be_reindexed(tmp_path, people):
     gs = GalleryStore(tmp_path / "store")
-    emb = make_embedder()
+    emb = create_embedder("baseline-lbp")
     g = gs.create("private", emb.version, keep_crops=False)
-    Pipeline(make_detector("haar"), emb, g).enroll_folder(people, people=["Ada"])
+    Pipeline(create_detector("haar"), emb, g).enroll_folder(people, people=["Ada"])
     gs.save(g)
     assert not (gs.store.current("galleries", "private") / "crops").exists()
     with pytest.raises(PreconditionError, match="privacy"):
-        reindex(gs, "private", make_embedder("baseline-pixels"))
+        reindex(gs, "private", create_embedder("baseline-pixels"))
 
 
 # ------------------------------------------------------------------------------------------- pipeline

@@ -10,9 +10,11 @@ import pytest
 
 from iznet.cli import main
 from iznet.errors import PreconditionError
-from iznet.gallery import GalleryStore, make_embedder, reindex
+from iznet.gallery import GalleryStore, reindex
+from iznet.registry import create_embedder
 from iznet.imageio import read_image
-from iznet.pipeline import Pipeline, make_detector
+from iznet.pipeline import Pipeline
+from iznet.registry import create_detector
 
 pytestmark = pytest.mark.shared_data
 
@@ -52,9 +54,9 @@ def test_face_recognition_knn_names_enrolled_and_not_strangers(shared_data, tmp_
         if p.name != "obama":
             shutil.copytree(p, src / p.name)
     gs = GalleryStore(tmp_path / "store")
-    emb = make_embedder("baseline-lbp")
+    emb = create_embedder("baseline-lbp")
     g = gs.create("frk", emb.version)
-    pipe = Pipeline(make_detector("haar"), emb, g)
+    pipe = Pipeline(create_detector("haar"), emb, g)
     report = pipe.enroll_folder(src)
     assert not report.rejected and len(g.people) == 4
     assert any("several faces" in o.note for o in report.enrolled)  # biden2.jpg shows two people
@@ -68,7 +70,7 @@ def test_face_recognition_knn_names_enrolled_and_not_strangers(shared_data, tmp_
     assert obama.faces[0].identity.score < obama.faces[0].identity.threshold
     # The gallery refuses a pipeline with another model, and a re-index makes a version for it.
     with pytest.raises(PreconditionError):
-        Pipeline(pipe.detector, make_embedder("baseline-pixels"), gs.load("frk"))
-    old, new = reindex(gs, "frk", make_embedder("baseline-pixels"))
+        Pipeline(pipe.detector, create_embedder("baseline-pixels"), gs.load("frk"))
+    old, new = reindex(gs, "frk", create_embedder("baseline-pixels"))
     assert (old, new) == (1, 2) and gs.load("frk", 1).model["name"] == "baseline-lbp"
     assert len(gs.load("frk").exemplars) == len(g.exemplars)

@@ -13,7 +13,7 @@ def test_generated_people_are_found_by_the_teacher_and_become_a_dataset(tmp_path
     assert len(photos) == 18
     found = sum(bool(HaarTeacher().detect(read_image(p))) for p in photos)
     assert found >= 12, f"the Haar teacher found faces in only {found} of 18 generated photos"
-    report = build_dataset(tmp_path / "photos", tmp_path / "ds", BuildConfig(split_by="identity"), workers=1,
+    report = build_dataset(tmp_path / "photos", tmp_path / "ds", BuildConfig(split_by="identity", teacher="haar"), workers=1,
                            progress=False)
     assert report.identities == 3 and report.counts["kept"] >= 12
 

@@ -12,8 +12,10 @@ import tempfile
 from pathlib import Path
 
 from iznet.config import load_settings
-from iznet.gallery import GalleryStore, make_embedder
-from iznet.pipeline import Pipeline, make_detector
+from iznet.gallery import GalleryStore
+from iznet.registry import create_embedder
+from iznet.pipeline import Pipeline
+from iznet.registry import create_detector
 from iznet.serving import publish_model
 from iznet.store import ArtifactStore
 from iznet.synthetic import make_people
@@ -33,9 +35,9 @@ if GALLERY not in store.names("galleries"):
             for f in sorted(person.iterdir())[:ENROLLED]:
                 (enroll / person.name / f.name).symlink_to(f)
         gs = GalleryStore(store)
-        embedder = make_embedder("baseline-lbp")
+        embedder = create_embedder("baseline-lbp")
         g = gs.create(GALLERY, embedder.version)
-        Pipeline(make_detector("haar"), embedder, g).enroll_folder(enroll)
+        Pipeline(create_detector("haar"), embedder, g).enroll_folder(enroll)
         gs.save(g, action="enroll")
     print(f"enrolled {PEOPLE} generated people into galleries/{GALLERY}")
 print(f"store {store.root}: models {store.names('models')}, galleries {store.names('galleries')}")

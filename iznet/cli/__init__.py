@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "detect": "iznet.cli.detect:detect",
     "jobs": "iznet.cli.jobs:jobs",
     "label": "iznet.cli.up:label",
+    "models": "iznet.cli.models:models",
     "up": "iznet.cli.up:up",
     "export": "iznet.cli.export:export",
     "triton": "iznet.cli.triton:triton",

@@ -28,8 +28,9 @@ def data() -> None:
 @data.command()
 @click.argument("src", type=click.Path(path_type=Path, file_okay=False))
 @click.argument("dst", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--teacher", default="haar", show_default=True,
-              help="Face detector used to find faces: haar, ultralight-320, ultralight-640 or an .onnx path.")
+@click.option("--teacher", default="default", show_default=True,
+              help="Face detector used to find faces: default (mtcnn, whose 5 landmarks level the eyes), haar, "
+                   "ultralight-320, ultralight-640, an .onnx path or a trained detector (`iznet models list`).")
 @click.option("--size", type=click.IntRange(16, 1024), default=160, show_default=True,
               help="Side of the square aligned face crops, in pixels.")
 @click.option("--margin", type=click.FloatRange(0, 2), default=0.2, show_default=True,
@@ -75,7 +76,9 @@ def build(src: Path, dst: Path, teacher: str, size: int, margin: float, align: b
 
     if src.resolve() == dst.resolve():
         raise UserInputError("DST must be another folder than SRC")
-    cfg = BuildConfig(teacher=teacher, size=size, margin=margin, align=align, min_face=min_face,
+    from iznet.registry import detector_spec
+
+    cfg = BuildConfig(teacher=detector_spec(teacher), size=size, margin=margin, align=align, min_face=min_face,
                       dedup_bits=dedup_bits, split_by=split_by, ratios=ratios, seed=seed, folds=folds,
                       pairs_per_fold=pairs_per_fold, max_pixels=max_pixels, fallback_center=fallback_center)
     report = build_dataset(src, dst, cfg, workers=workers, rebuild=rebuild, progress=not quiet)

@@ -10,6 +10,7 @@ import click
 from iznet.errors import NotFoundError, UserInputError
 
 TEACHER_HELP = "haar, ultralight-320, ultralight-640, or a path to an Ultra-Light .onnx model"
+DETECTOR_HELP = "default (mtcnn), mtcnn, haar, ultralight-320, ultralight-640, an Ultra-Light .onnx, a trained .pt"
 
 
 def _set_threads(threads: int) -> None:
@@ -21,19 +22,20 @@ def _set_threads(threads: int) -> None:
 
 
 def _make_detector(spec: str, threads: int, conf: float | None, input_size: int | None):
-    """A teacher by name, or a trained detector from its weights (.pt) / card (.json) / directory."""
-    from iznet.detection.teachers import TEACHERS, make_teacher
+    """Any detector the registry knows (``iznet models list``), with this command's knobs where they apply."""
+    from iznet.registry import DEFAULT_DETECTOR, DEFAULT_NAMES, create_detector
 
-    if spec in TEACHERS or spec.endswith(".onnx"):
-        kwargs = {}
-        if spec != "haar":
-            kwargs["threads"] = threads
-            if conf is not None:
-                kwargs["score_threshold"] = conf
-        return make_teacher(spec, **kwargs)
-    from iznet.detection.yolo import load_detector
-
-    return load_detector(spec, conf_threshold=conf, input_size=input_size)
+    name = DEFAULT_DETECTOR if spec in DEFAULT_NAMES else spec
+    kwargs: dict = {}
+    if name.startswith("ultralight-") or name.endswith(".onnx"):
+        kwargs["threads"] = threads
+        if conf is not None:
+            kwargs["score_threshold"] = conf
+    elif name == "mtcnn":
+        kwargs["threads"] = threads
+    elif name != "haar":
+        kwargs.update(conf_threshold=conf, input_size=input_size)
+    return create_detector(spec, **kwargs)
 
 
 @click.group()
@@ -113,9 +115,9 @@ def train_cmd(out, size, labels_dir, data_dir, img_size, batch, steps, minutes, 
 
 @detect.command("eval")
 @click.option("--detector", "detectors", multiple=True, required=True,
-              help=f"A trained detector (.pt/.json/dir) or a teacher ({TEACHER_HELP}); repeat to compare.")
+              help=f"Any detector ({DETECTOR_HELP}, models/NAME); repeat to compare.")
 @click.option("--teachers/--no-teachers", default=True, show_default=True,
-              help="Also run haar, ultralight-320 and ultralight-640 in the same run.")
+              help="Also run mtcnn, haar, ultralight-320 and ultralight-640 in the same run.")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The shared data folder (default: $IZNET_SHARED_DATA or ../shared/data).")
 @click.option("--conf", type=float, default=0.05, show_default=True,
@@ -141,7 +143,10 @@ def eval_cmd(detectors, teachers, data_dir, conf, input_size, threads, json_out)
         load_cmu_mit(root / "cmu_mit_frontal", "face"),
         load_imglab_xml(root / "dlib_pascal_faces" / "testing.xml", "pascal_test"),
     ]
-    specs = list(detectors) + ([t for t in TEACHERS if t not in detectors] if teachers else [])
+    from iznet.registry import DEFAULT_DETECTOR, DEFAULT_NAMES
+
+    chosen = [DEFAULT_DETECTOR if d in DEFAULT_NAMES else d for d in detectors]
+    specs = chosen + ([t for t in ("mtcnn", *TEACHERS) if t not in chosen] if teachers else [])
     dets = [_make_detector(s, threads, conf, input_size) for s in specs]
     names = [d.name for d in dets]
     if len(set(names)) != len(names):
@@ -155,7 +160,7 @@ def eval_cmd(detectors, teachers, data_dir, conf, input_size, threads, json_out)
 
 @detect.command("run")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--detector", "spec", required=True, help=f"A trained detector (.pt/.json/dir) or a teacher ({TEACHER_HELP}).")
+@click.option("--detector", "spec", required=True, help=f"Any detector ({DETECTOR_HELP}, models/NAME).")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("detect-out"), show_default=True,
               help="Where the annotated copies go (same file names).")
 @click.option("--conf", type=float, default=None, help="Score threshold (default: the card's / the teacher's).")

@@ -40,11 +40,13 @@ def gallery() -> None:
               help="Enroll FOLDERS (folders or photo files) as photos of this one person, instead of reading "
                    "one sub-folder per person.")
 @click.option("--model", default=None,
-              help="Embedding model for a new gallery: baseline-lbp (default), baseline-pixels, or a trained "
-                   "model's path. An existing gallery keeps its own model.")
+              help="Embedding model for a new gallery (`iznet models list`): default (dlib-resnet), "
+                   "baseline-lbp, baseline-pixels, a trained model's path or models/NAME. An existing gallery "
+                   "keeps its own model.")
 @click.option("--detector", default=None,
-              help="Face detector for a new gallery: haar (default), ultralight-320, ultralight-640 or an .onnx "
-                   "path. Recorded in the gallery; labelling uses it unless told otherwise.")
+              help="Face detector for a new gallery: default (mtcnn), haar, ultralight-320, ultralight-640, an "
+                   ".onnx path, a trained detector (.pt) or models/NAME. Recorded in the gallery; labelling uses "
+                   "it unless told otherwise.")
 @click.option("--min-face", type=click.IntRange(1), default=20, show_default=True,
               help="Ignore faces smaller than this many pixels across.")
 @click.option("--crops/--no-crops", default=True, show_default=True,
@@ -68,27 +70,33 @@ def enroll(name: str, folders: tuple[Path, ...], store: Path | None, person: str
     face, face too small, duplicate); with several faces in a photo the largest and most central is taken
     and the outcome says so. The new gallery version is written atomically.
     """
-    from iznet.gallery.embedders import make_embedder, model_record
+    from iznet.gallery.embedders import model_record
     from iznet.gallery.gallery import GalleryStore
-    from iznet.pipeline import EnrollReport, Pipeline, make_detector
+    from iznet.pipeline import EnrollReport, Pipeline
+    from iznet.registry import create_detector, create_embedder, detector_spec
 
-    gs = GalleryStore(_store(store))
+    root = _store(store)
+    gs = GalleryStore(root)
     if gs.exists(name):
         g = gs.load(name)
-        emb = make_embedder(model or g.model.get("spec") or g.model["name"])
+        emb = create_embedder(model or g.model.get("spec") or g.model["name"], store=root)
         if rule:
             g.rule = rule
         if far:
             g.far = far
     else:
-        emb = make_embedder(model)
-        kw = {"keep_crops": crops, "detector": detector or "haar"}
+        emb = create_embedder(model, store=root)
+        kw = {"keep_crops": crops, "detector": detector_spec(detector)}
         if rule:
             kw["rule"] = rule
         if far:
             kw["far"] = far
         g = gs.create(name, model_record(emb, model), **kw)
-    pipe = Pipeline(make_detector(detector or g.detector), emb, g, min_face=min_face)
+        if emb.calibration and not far:
+            # The threshold measured for this model on verification pairs (its card), not the few pairs a
+            # small gallery has; `iznet gallery calibrate` replaces it with one from your own pairs.
+            g.set_threshold(emb.calibration)
+    pipe = Pipeline(create_detector(detector or g.detector, store=root), emb, g, min_face=min_face)
     report = EnrollReport()
     for folder in folders:
         if person:
@@ -186,7 +194,8 @@ def remove(name: str, person: str, store: Path | None) -> None:
 @gallery.command()
 @name_argument
 @click.option("--model", required=True,
-              help="The new embedding model: baseline-lbp, baseline-pixels, or a trained model's path.")
+              help="The new embedding model: default (dlib-resnet), baseline-lbp, baseline-pixels, a trained "
+                   "model's path or models/NAME.")
 @store_option
 @click.option("--switch/--no-switch", default=True, show_default=True,
               help="Make the new version current at once; --no-switch publishes it and leaves the old one "
@@ -197,11 +206,11 @@ def reindex(name: str, model: str, store: Path | None, switch: bool, quiet: bool
 
     The old version stays readable (by number) throughout; the new one becomes current in one atomic step.
     """
-    from iznet.gallery.embedders import make_embedder
+    from iznet.registry import create_embedder
     from iznet.gallery.gallery import GalleryStore, reindex as do_reindex
 
     gs = GalleryStore(_store(store))
-    emb = make_embedder(model)
+    emb = create_embedder(model, store=gs.store.root)
     old, new = do_reindex(gs, name, emb, make_current=switch, progress=not quiet, spec=model)
     state = "current" if switch else f"not current (version {old} still is)"
     click.echo(f"gallery {name}: version {new} made with {emb.version['name']} from version {old}; {state}")
@@ -254,7 +263,7 @@ def calibrate(name: str, store: Path | None, dataset: Path | None, split: str, p
     from iznet.data.dataset import FaceDataset
     from iznet.data.pairs import read_pairs
     from iznet.gallery.calibrate import calibrate_on_pairs
-    from iznet.gallery.embedders import make_embedder
+    from iznet.registry import create_embedder
     from iznet.gallery.gallery import GalleryStore
 
     if dataset is not None:
@@ -266,7 +275,7 @@ def calibrate(name: str, store: Path | None, dataset: Path | None, split: str, p
         raise UserInputError("give --dataset DIR, or --pairs FILE with --faces DIR")
     gs = GalleryStore(_store(store))
     g = gs.load(name)
-    emb = make_embedder(g.model.get("spec") or g.model["name"])
+    emb = create_embedder(g.model.get("spec") or g.model["name"])
     result = calibrate_on_pairs(g, emb, pf.pairs, faces_dir, far, src)
     v = gs.save(g, action=f"calibrate at FAR {far:g} on {src}")
     click.echo(json.dumps(result, indent=2))
@@ -287,8 +296,9 @@ def calibrate(name: str, store: Path | None, dataset: Path | None, split: str, p
 @click.option("--model", default=None, help="Embedding model (must be the one the gallery was built with; "
                                             "default: the gallery's).")
 @click.option("--detector", default=None,
-              help="Face detector: haar, ultralight-320 (better on group photos), ultralight-640 or an .onnx "
-                   "path (default: the one the gallery was enrolled with, so crops are framed alike).")
+              help="Face detector: default (mtcnn), haar, ultralight-320, ultralight-640, an .onnx path, a "
+                   "trained detector (.pt) or models/NAME (default: the one the gallery was enrolled with, so "
+                   "crops are framed alike).")
 @click.option("--threshold", type=float, default=None,
               help="Override the gallery's calibrated unknown threshold (similarity, higher is stricter).")
 @click.option("--min-face", type=click.IntRange(1), default=20, show_default=True,

@@ -84,7 +84,8 @@ def submit() -> None:
 @submit.command("dataset")
 @click.argument("src", type=click.Path(path_type=Path, file_okay=False))
 @click.argument("name")
-@click.option("--teacher", default="haar", show_default=True, help="Face detector: haar, ultralight-320/640, .onnx.")
+@click.option("--teacher", default="default", show_default=True,
+              help="Face detector: default (mtcnn), haar, ultralight-320/640, .onnx, a trained .pt.")
 @click.option("--size", type=click.IntRange(16, 1024), default=160, show_default=True, help="Crop side, pixels.")
 @click.option("--split-by", type=click.Choice(["image", "identity"]), default="image", show_default=True,
               help="Split each person's photos, or the people.")
@@ -104,7 +105,9 @@ def submit_dataset(ctx, src: Path, name: str, teacher: str, size: int, split_by:
     """Build the face dataset NAME (datasets/NAME in the store) from SRC, one folder of photos per person."""
     if not src.is_dir():
         raise NotFoundError(f"{src}: no such folder (one sub-folder of photos per person)")
-    config = {"teacher": teacher, "size": size, "split_by": split_by, "seed": seed, **_load_config(None, sets)}
+    from iznet.registry import detector_spec
+
+    config = {"teacher": detector_spec(teacher), "size": size, "split_by": split_by, "seed": seed, **_load_config(None, sets)}
     _submit(ctx, "dataset", {"src": str(src.resolve()), "name": name, "config": config, "workers": workers,
                              "checkpoint_every": checkpoint_every, "grow": grow}, queue, follow)
 

@@ -18,9 +18,11 @@ from iznet.config import load_settings
 @click.option("--gallery", default="default", show_default=True, help="Default gallery (galleries/<name>).")
 @click.option("--model", default=None,
               help="Embedding model: models/<NAME> in the store (switched when a new version is published) or an "
-                   "embedder (baseline-lbp, a trained model's folder). Default: the gallery's model.")
+                   "embedder (`iznet models list`: dlib-resnet, baseline-lbp, a trained model's folder). Default: "
+                   "the gallery's model.")
 @click.option("--detector", default=None,
-              help="Detector: haar, ultralight-320, ultralight-640 or an .onnx path. Default: the gallery's.")
+              help="Detector (`iznet models list`: mtcnn, haar, ultralight-320/640, an .onnx or trained .pt). "
+                   "Default: the gallery's.")
 @click.option("--port", default=0, type=int, show_default=True, help="Gateway gRPC port; 0 picks a free one.")
 @click.option("--api-key", "api_keys", multiple=True, help="Require this x-api-key on gateway calls (repeatable).")
 @click.option("--poll", default=1.0, show_default=True, type=float,
@@ -38,7 +40,9 @@ def up(store, gallery, model, detector, port, api_keys, poll, log_dir):
 
     settings = load_settings(store=store)
     g = GalleryStore(settings.store).load(gallery)  # NotFoundError naming the galleries there are
-    model = model or g.model.get("name")
+    model = model or g.model.get("spec") or g.model.get("name")
+    if model.startswith("models/"):  # the embedding service follows models/NAME's CURRENT by name
+        model = model.split("/")[1]
     detector = detector or g.detector
     stack = Stack(StackConfig(store=settings.store, gallery=gallery, model=model, detector=detector,
                               api_keys=list(api_keys), poll_s=poll, gateway_port=port,

@@ -21,6 +21,57 @@ DEFAULT_SIZE = 160
 DEFAULT_MARGIN = 0.2
 
 
+@dataclass(frozen=True)
+class ChipSpec:
+    """The face crop an embedder wants: its geometry travels with the model (cards, the Detect call).
+
+    - ``box``: a ``size`` square around the detector's box, ``padding`` (fraction of the box side) added
+      each side, eyes levelled when landmarks are known (the dataset builder's crops; models trained here).
+    - ``dlib``: dlib's face chip (``get_face_chip(size, padding)``): a similarity warp that puts five
+      landmarks where dlib's mean face has them. The detector's own 5 landmarks when it gives them
+      (MTCNN), else dlib's 5-point shape predictor run in the box. dlib's ResNet wants ``dlib:150:0.25``.
+    """
+
+    kind: str = "box"
+    size: int = DEFAULT_SIZE
+    padding: float = DEFAULT_MARGIN
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("box", "dlib"):
+            raise ValueError(f"unknown chip kind {self.kind!r}: box or dlib")
+        if not 8 <= int(self.size) <= 1024 or not 0 <= float(self.padding) <= 2:
+            raise ValueError(f"chip size {self.size} / padding {self.padding} out of range")
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{int(self.size)}:{float(self.padding):g}"
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "size": int(self.size), "padding": float(self.padding)}
+
+    @classmethod
+    def parse(cls, value: "str | dict | ChipSpec | None") -> "ChipSpec":
+        """``"dlib:150:0.25"``, ``"box:160:0.2"``, a dict from a model card, or None (the box default)."""
+        if value is None or value == "":
+            return cls()
+        if isinstance(value, ChipSpec):
+            return value
+        if isinstance(value, dict):
+            return cls(str(value.get("kind", "box")), int(value.get("size", DEFAULT_SIZE)),
+                       float(value.get("padding", DEFAULT_MARGIN)))
+        parts = str(value).split(":")
+        try:
+            kind = parts[0]
+            size = int(parts[1]) if len(parts) > 1 else (150 if kind == "dlib" else DEFAULT_SIZE)
+            padding = float(parts[2]) if len(parts) > 2 else (0.25 if kind == "dlib" else DEFAULT_MARGIN)
+            return cls(kind, size, padding)
+        except (ValueError, IndexError) as exc:
+            raise ValueError(f"bad chip spec {value!r} (kind:size:padding, e.g. dlib:150:0.25): {exc}") from None
+
+
+BOX_CHIP = ChipSpec()
+DLIB_CHIP = ChipSpec("dlib", 150, 0.25)
+
+
 @dataclass
 class Choice:
     index: int
@@ -128,3 +179,48 @@ def align_face(
     m[1, 2] += size / 2 - cy
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+
+_shape_predictor = None
+_shape_lock = threading.Lock()
+
+
+def shape_predictor():
+    """dlib's 5-point landmark predictor (read once per process; its arrays are shared read-only)."""
+    global _shape_predictor
+    with _shape_lock:
+        if _shape_predictor is None:
+            from iznet.data.shape_predictor import ShapePredictor
+
+            _shape_predictor = ShapePredictor.load()
+        return _shape_predictor
+
+
+def face_chip(image: np.ndarray, box: FaceBox, spec: ChipSpec = BOX_CHIP, *,
+              find_eyes_in_box: bool = True) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """The crop ``spec`` asks for, the landmarks that placed it, and how: ``landmarks`` (the detector's),
+    ``shape-predictor`` (dlib's 5 points found in the box), ``eyes`` (OpenCV's eye cascade) or ``box``."""
+    if spec.kind == "dlib":
+        from iznet.data.chip import chip_from_template, dlib_chip_matrix, extract_chip
+
+        if box.landmarks is not None and len(box.landmarks) == 5:
+            from iznet.detection.mtcnn import DLIB_CHIP_TEMPLATE_150
+
+            # The template is dlib's geometry at padding 0.25; other sizes scale it.
+            template = DLIB_CHIP_TEMPLATE_150 * (spec.size / 150.0)
+            if abs(spec.padding - 0.25) > 1e-9:
+                c = spec.size / 2.0
+                template = c + (template - c) * (1 + 2 * 0.25) / (1 + 2 * spec.padding)
+            chip = chip_from_template(image, box.landmarks, template, spec.size)
+            return chip, np.asarray(box.landmarks, np.float32), "landmarks"
+        points = np.asarray(shape_predictor().predict(image, (box.x1, box.y1, box.x2, box.y2)), np.float32)
+        chip = extract_chip(image, dlib_chip_matrix(points, spec.size, spec.padding), spec.size)
+        # dlib's points are eye corners (0-1 one eye, 2-3 the other) and the nose base: report the two eye
+        # centres, left then right in the image, the 2-landmark convention of FaceBox.
+        eyes = np.stack([points[0:2].mean(0), points[2:4].mean(0)])
+        return chip, eyes[np.argsort(eyes[:, 0])], "shape-predictor"
+    landmarks = box.landmarks
+    if landmarks is None and find_eyes_in_box:
+        landmarks = find_eyes(image, box)
+    how = "box" if landmarks is None else ("eyes" if len(landmarks) == 2 else "landmarks")
+    return align_face(image, box, spec.size, spec.padding, landmarks), landmarks, how

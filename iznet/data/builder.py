@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import cv2
 
+from iznet.registry import DEFAULT_DETECTOR
 from iznet.data.align import DEFAULT_MARGIN, DEFAULT_SIZE, align_face, choose_face, find_eyes
 from iznet.data.pairs import Pair, write_pairs
 from iznet.detection.find import detect_faces
@@ -57,7 +58,7 @@ class BuildConfig:
     """How a dataset is built. The fields in :attr:`FIXED` are part of the dataset's identity: growing an
     existing dataset with different values is refused (build a new one, or ``--rebuild``)."""
 
-    teacher: str = "haar"
+    teacher: str = DEFAULT_DETECTOR
     size: int = DEFAULT_SIZE
     margin: float = DEFAULT_MARGIN
     align: bool = True
@@ -140,9 +141,9 @@ _teacher_cache: dict[str, Any] = {}
 
 def _teacher(spec: str):
     if spec not in _teacher_cache:
-        from iznet.detection.teachers import make_teacher
+        from iznet.registry import create_detector
 
-        _teacher_cache[spec] = make_teacher(spec)
+        _teacher_cache[spec] = create_detector(spec)
     return _teacher_cache[spec]
 
 

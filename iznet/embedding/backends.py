@@ -35,6 +35,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from iznet.data.align import ChipSpec
 from iznet.embedding.preprocess import Preprocess, crop_resize
 from iznet.errors import IZNetError, NotFoundError, UnavailableError, UserInputError
 
@@ -74,6 +75,8 @@ class _GraphBackend:
             self.dim = int(card["dim"])
             self.version = dict(card["version"])
             self.flip_tta = bool(card.get("flip_tta", True))
+            self.chip = ChipSpec.parse(card.get("chip"))
+            self.calibration = dict(card.get("threshold") or {})
         except (KeyError, TypeError, ValueError) as exc:
             raise UserInputError(f"{where}: no usable IZ*Net model card ({exc!r}); export it with `iznet export`") \
                 from None

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from iznet.data.align import ChipSpec
 from iznet.embedding.networks import create_network
 from iznet.embedding.preprocess import Preprocess, prepare
 from iznet.errors import NotFoundError, UserInputError
@@ -37,6 +38,14 @@ class Embedder:
         self.dim = int(card["architecture"].get("embedding_dim", 128))
         self.version = {"name": card.get("name", "embedder"), "version": str(card.get("version", "0")),
                         "digest": digest, "kind": "embedder"}
+        #: The face crop the model wants (cards of models trained on the builder's crops have none: box).
+        self.chip = ChipSpec.parse(card.get("chip"))
+        #: The unknown threshold its card recommends for new galleries (empty: calibrate on the gallery).
+        self.calibration = dict(card.get("threshold") or {})
+        self.backend = "torch"
+
+    def close(self) -> None:
+        pass
 
     @property
     def input_size(self) -> int:

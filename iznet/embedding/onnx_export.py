@@ -64,6 +64,8 @@ def card_summary(emb: Embedder) -> dict:
         "dim": int(emb.dim),
         "input_size": int(emb.input_size),
         "architecture": dict(emb.card.get("architecture", {})),
+        "chip": emb.chip.to_dict(),
+        "threshold": dict(getattr(emb, "calibration", {}) or {}),
     }
 
 

@@ -1,7 +1,6 @@
 """The gallery: enrolled people, their exemplar vectors in FAISS, versioned in the artifact store."""
 
-from iznet.gallery.embedders import DEFAULT_MODEL, Embedder, make_embedder
+from iznet.gallery.embedders import Embedder
 from iznet.gallery.gallery import (DEFAULT_RULE, RULES, UNKNOWN, Gallery, GalleryStore, Match, reindex)
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_RULE", "RULES", "UNKNOWN", "Embedder", "Gallery", "GalleryStore", "Match",
-           "make_embedder", "reindex"]
+__all__ = ["DEFAULT_RULE", "RULES", "UNKNOWN", "Embedder", "Gallery", "GalleryStore", "Match", "reindex"]

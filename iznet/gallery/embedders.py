@@ -1,6 +1,6 @@
-"""The embedder a gallery is built with: a small protocol, two training-free baselines, and a registry.
+"""The embedder a gallery is built with: a small protocol and two training-free baselines.
 
-The trained networks (``iznet.embedding.load_embedder(path)``) have the same shape as :class:`Embedder`:
+The trained and imported networks (:mod:`iznet.embedding`) have the same shape as :class:`Embedder`:
 ``embed(list of BGR aligned crops) -> (N, 128) float32, L2-normalised``, ``input_size`` and ``version``
 (a dict: name, version, digest, kind="embedder"). Until one is available the baselines here let every part
 of the gallery and the pipeline run for real. They are **baselines, not face recognisers to rely on**:
@@ -12,8 +12,7 @@ of the gallery and the pipeline run for real. They are **baselines, not face rec
 - ``baseline-pixels``: the equalised 32x32 inner face, standardised and projected to 128-d by a fixed seeded
   random matrix. Weaker; it exists mainly so tests have a second, different model.
 
-``make_embedder(spec)`` takes a registered name or a path to a trained model (handed to
-``iznet.embedding.load_embedder`` once that package is installed).
+:func:`iznet.registry.create_embedder` builds them by name, like every other embedder.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 import cv2
 import numpy as np
 
-from iznet.errors import NotFoundError, UserInputError
+from iznet.data.align import BOX_CHIP
 
 DIM = 128
 
@@ -77,6 +76,12 @@ class _Baseline:
     name = "baseline"
     input_size = 160
     params: dict[str, Any] = {}
+    chip = BOX_CHIP
+    calibration: dict[str, Any] = {}
+    backend = "torch"
+
+    def close(self) -> None:
+        pass
 
     def __init__(self) -> None:
         self.proj = self._make_projection()
@@ -153,38 +158,15 @@ class PixelEmbedder(_Baseline):
 
 
 BASELINES = {LBPEmbedder.name: LBPEmbedder, PixelEmbedder.name: PixelEmbedder}
-DEFAULT_MODEL = LBPEmbedder.name
-
-
-def available_models() -> list[str]:
-    return sorted(BASELINES)
 
 
 def model_record(embedder: Embedder, spec: str | None = None) -> dict[str, str]:
-    """What a gallery records about its model: the version fields, plus ``spec`` (how to load it again:
-    a registered name or a path) so labelling can find the model without being told."""
+    """What a gallery records about its model: the version fields, plus ``spec`` (how to load it again with
+    :func:`iznet.registry.create_embedder`: a registered name, ``models/NAME`` or a path) and the face chip
+    its crops are cut to."""
+    from iznet.registry import embedder_spec
+
     rec = {k: str(v) for k, v in embedder.version.items()}
-    spec = str(spec or embedder.version.get("name"))
-    rec["spec"] = str(Path(spec).resolve()) if spec not in BASELINES and Path(spec).exists() else spec
+    rec["spec"] = embedder_spec(spec or embedder.version.get("name"))
+    rec["chip"] = str(getattr(embedder, "chip", "box:160:0.2"))
     return rec
-
-
-def make_embedder(spec: str | None = None) -> Embedder:
-    """An embedder by registered name (``baseline-lbp``, ``baseline-pixels``) or a trained model's path."""
-    spec = spec or DEFAULT_MODEL
-    if spec in BASELINES:
-        return BASELINES[spec]()
-    try:
-        from iznet.embedding import load_embedder  # type: ignore[attr-defined]
-    except ImportError:
-        load_embedder = None
-    if load_embedder is not None and Path(spec).exists():
-        try:
-            return load_embedder(spec)
-        except FileNotFoundError as exc:
-            raise NotFoundError(f"embedding model {spec!r} not found: {exc}") from None
-    if Path(spec).exists():
-        raise UserInputError(f"{spec}: trained embedders need the iznet.embedding package, which is not installed "
-                             f"here; use one of {', '.join(available_models())}")
-    raise UserInputError(f"unknown embedding model {spec!r}: choose one of {', '.join(available_models())} "
-                         "or give a trained model's path")

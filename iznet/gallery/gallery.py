@@ -630,6 +630,7 @@ def reindex(gstore: GalleryStore, name: str, embedder, *, make_current: bool = T
         for e, v in zip(chunk, vecs):
             new.exemplars[e.id] = Exemplar(e.id, e.person_id, e.source, e.note, e.added, e.crop)
             new._vectors[e.id] = np.asarray(v, np.float32)
+    calibration = calibration or getattr(embedder, "calibration", None)
     if calibration:
         new.set_threshold(calibration)
     v = gstore.save(new, action=f"reindex from v{old.version} ({old.model.get('name')})", make_current=make_current)

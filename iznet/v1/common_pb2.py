@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15iznet/v1/common.proto\x12\x08iznet.v1\"!\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\n\n\x02id\x18\x02 \x01(\t\"D\n\x03\x42ox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\x12\r\n\x05score\x18\x05 \x01(\x02\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\",\n\tLandmarks\x12\x1f\n\x06points\x18\x01 \x03(\x0b\x32\x0f.iznet.v1.Point\"K\n\x0cModelVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\"y\n\x0eGalleryVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12%\n\x05model\x18\x03 \x01(\x0b\x32\x16.iznet.v1.ModelVersion\x12\x0e\n\x06people\x18\x04 \x01(\x03\x12\x11\n\texemplars\x18\x05 \x01(\x03\"[\n\x07Timings\x12%\n\x02ms\x18\x01 \x03(\x0b\x32\x19.iznet.v1.Timings.MsEntry\x1a)\n\x07MsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x11\n\x0fGetModelRequest\"\x1c\n\x06Vector\x12\x12\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01\"p\n\x08Identity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07unknown\x18\x02 \x01(\x08\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x10\n\x08\x64istance\x18\x04 \x01(\x02\x12\x11\n\tthreshold\x18\x05 \x01(\x02\x12\x11\n\tperson_id\x18\x06 \x01(\t\"~\n\x04\x46\x61\x63\x65\x12\x1a\n\x03\x62ox\x18\x01 \x01(\x0b\x32\r.iznet.v1.Box\x12&\n\tlandmarks\x18\x02 \x01(\x0b\x32\x13.iznet.v1.Landmarks\x12$\n\x08identity\x18\x03 \x01(\x0b\x32\x12.iznet.v1.Identity\x12\x0c\n\x04\x63rop\x18\x04 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15iznet/v1/common.proto\x12\x08iznet.v1\"!\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\n\n\x02id\x18\x02 \x01(\t\"D\n\x03\x42ox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\x12\r\n\x05score\x18\x05 \x01(\x02\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\",\n\tLandmarks\x12\x1f\n\x06points\x18\x01 \x03(\x0b\x32\x0f.iznet.v1.Point\"Y\n\x0cModelVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0c\n\x04\x63hip\x18\x05 \x01(\t\"y\n\x0eGalleryVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12%\n\x05model\x18\x03 \x01(\x0b\x32\x16.iznet.v1.ModelVersion\x12\x0e\n\x06people\x18\x04 \x01(\x03\x12\x11\n\texemplars\x18\x05 \x01(\x03\"[\n\x07Timings\x12%\n\x02ms\x18\x01 \x03(\x0b\x32\x19.iznet.v1.Timings.MsEntry\x1a)\n\x07MsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x11\n\x0fGetModelRequest\"\x1c\n\x06Vector\x12\x12\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01\"p\n\x08Identity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07unknown\x18\x02 \x01(\x08\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x10\n\x08\x64istance\x18\x04 \x01(\x02\x12\x11\n\tthreshold\x18\x05 \x01(\x02\x12\x11\n\tperson_id\x18\x06 \x01(\t\"~\n\x04\x46\x61\x63\x65\x12\x1a\n\x03\x62ox\x18\x01 \x01(\x0b\x32\r.iznet.v1.Box\x12&\n\tlandmarks\x18\x02 \x01(\x0b\x32\x13.iznet.v1.Landmarks\x12$\n\x08identity\x18\x03 \x01(\x0b\x32\x12.iznet.v1.Identity\x12\x0c\n\x04\x63rop\x18\x04 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,19 +44,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LANDMARKS']._serialized_start=171
   _globals['_LANDMARKS']._serialized_end=215
   _globals['_MODELVERSION']._serialized_start=217
-  _globals['_MODELVERSION']._serialized_end=292
-  _globals['_GALLERYVERSION']._serialized_start=294
-  _globals['_GALLERYVERSION']._serialized_end=415
-  _globals['_TIMINGS']._serialized_start=417
-  _globals['_TIMINGS']._serialized_end=508
-  _globals['_TIMINGS_MSENTRY']._serialized_start=467
-  _globals['_TIMINGS_MSENTRY']._serialized_end=508
-  _globals['_GETMODELREQUEST']._serialized_start=510
-  _globals['_GETMODELREQUEST']._serialized_end=527
-  _globals['_VECTOR']._serialized_start=529
-  _globals['_VECTOR']._serialized_end=557
-  _globals['_IDENTITY']._serialized_start=559
-  _globals['_IDENTITY']._serialized_end=671
-  _globals['_FACE']._serialized_start=673
-  _globals['_FACE']._serialized_end=799
+  _globals['_MODELVERSION']._serialized_end=306
+  _globals['_GALLERYVERSION']._serialized_start=308
+  _globals['_GALLERYVERSION']._serialized_end=429
+  _globals['_TIMINGS']._serialized_start=431
+  _globals['_TIMINGS']._serialized_end=522
+  _globals['_TIMINGS_MSENTRY']._serialized_start=481
+  _globals['_TIMINGS_MSENTRY']._serialized_end=522
+  _globals['_GETMODELREQUEST']._serialized_start=524
+  _globals['_GETMODELREQUEST']._serialized_end=541
+  _globals['_VECTOR']._serialized_start=543
+  _globals['_VECTOR']._serialized_end=571
+  _globals['_IDENTITY']._serialized_start=573
+  _globals['_IDENTITY']._serialized_end=685
+  _globals['_FACE']._serialized_start=687
+  _globals['_FACE']._serialized_end=813
 # @@protoc_insertion_point(module_scope)

@@ -43,16 +43,18 @@ class Landmarks(_message.Message):
     def __init__(self, points: _Optional[_Iterable[_Union[Point, _Mapping]]] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("name", "version", "digest", "kind")
+    __slots__ = ("name", "version", "digest", "kind", "chip")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
+    CHIP_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     digest: str
     kind: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., digest: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
+    chip: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., digest: _Optional[str] = ..., kind: _Optional[str] = ..., chip: _Optional[str] = ...) -> None: ...
 
 class GalleryVersion(_message.Message):
     __slots__ = ("name", "version", "model", "people", "exemplars")

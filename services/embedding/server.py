@@ -3,8 +3,9 @@
 ``--model NAME``: when the artifact store has ``models/NAME`` (see :func:`iznet.serving.publish_model`), its
 CURRENT version is served and a newly published version is switched to without dropping calls
 (:class:`iznet.serving.Current`); the previous version stays loaded, so a call pinned to its digest
-(``model_digest``) during a switch is still answered by it. Otherwise NAME is an embedder spec for
-:func:`iznet.gallery.embedders.make_embedder` (``baseline-lbp``, a trained model's folder), served as is.
+(``model_digest``) during a switch is still answered by it. Otherwise NAME is any embedder the registry
+knows (:func:`iznet.registry.create_embedder`: ``default``, ``dlib-resnet``, ``baseline-lbp``, a trained
+model's folder), served as is. Every answer's model version says the face chip the model wants.
 A thin layer over the embedder's ``embed``.
 
 ``--backend`` (``IZNET_EMBED_BACKEND``) picks where vectors are computed (:mod:`iznet.embedding.backends`):
@@ -27,7 +28,7 @@ from iznet.embedding.backends import BACKENDS
 from iznet.embedding.backends import make_backend
 from iznet.errors import ImageError, PreconditionError, UnavailableError, UserInputError
 from iznet.imageio import decode_image
-from iznet.gallery.embedders import make_embedder
+from iznet.registry import create_embedder
 from iznet.serving import Current, Fixed, load_model_version
 from iznet.store import ArtifactStore
 from iznet.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
@@ -66,19 +67,25 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         t2 = time.perf_counter()
         return embedding_pb2.EmbedResponse(
             vectors=[common_pb2.Vector(values=v.tolist()) for v in vectors],
-            model=common.model_version_pb(embedder.version),
+            model=common.model_version_pb(_served(embedder)),
             timings=common.timings_pb({"decode": (t1 - t0) * 1e3, "embed": (t2 - t1) * 1e3}))
 
     def GetModel(self, request, context) -> common_pb2.ModelVersion:
-        return common.model_version_pb(self.current.get().obj.version)
+        return common.model_version_pb(_served(self.current.get().obj))
+
+
+def _served(embedder) -> dict:
+    """The model's version with the face chip it wants (the gateway asks detection for that crop)."""
+    return {**embedder.version, "chip": str(getattr(embedder, "chip", ""))}
 
 
 @click.command()
 @click.option("--store", type=click.Path(file_okay=False), default=None,
               help="Artifact store (default: $IZNET_STORE or ~/.iznet).")
-@click.option("--model", "model_name", default="baseline-lbp", show_default=True,
+@click.option("--model", "model_name", default="default", show_default=True,
               help="models/<NAME> in the store (its CURRENT version, switched when a new one is published), or "
-                   "an embedder: baseline-lbp, baseline-pixels, a trained model's folder.")
+                   "any embedder `iznet models list` shows: default (dlib-resnet), baseline-lbp, a trained "
+                   "model's folder.")
 @click.option("--poll", default=1.0, show_default=True, type=float,
               help="Seconds between checks for a newly published version (0: never switch).")
 @click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
@@ -103,11 +110,11 @@ def main(store, model_name, poll, backend, triton_url, triton_model, triton_vers
             current = Current(artifacts, "triton", model_name,
                               lambda path: make_backend("onnx", path, threads=torch_threads), poll_s=poll).start()
         else:
-            current = Fixed(make_backend("onnx", model_name, threads=torch_threads))
+            current = Fixed(create_embedder(model_name, "onnx", threads=torch_threads or None, store=settings.store))
     elif model_name in artifacts.names("models"):
         current = Current(artifacts, "models", model_name, load_model_version, poll_s=poll).start()
     else:
-        current = Fixed(make_embedder(model_name))
+        current = Fixed(create_embedder(model_name, threads=torch_threads or None))
     servicer = EmbeddingServicer(current, min(settings.max_image_bytes, max_message_mb * common.MiB))
     common.serve("embedding", [embedding_pb2.DESCRIPTOR.services_by_name["Embedding"].full_name],
                  lambda s: embedding_pb2_grpc.add_EmbeddingServicer_to_server(servicer, s),

@@ -117,9 +117,10 @@ def make_gallery(store: Path, name: str, crops: dict, n: int, model: str = "base
     """A gallery of ``n`` exemplars with stored crops, built with ``model``; returns its version."""
     import numpy as np
 
-    from iznet.gallery import GalleryStore, make_embedder
+    from iznet.gallery import GalleryStore
+    from iznet.registry import create_embedder
 
-    emb = make_embedder(model)
+    emb = create_embedder(model)
     gs = GalleryStore(store)
     g = gs.create(name, emb.version)
     names = sorted(crops)

@@ -65,7 +65,7 @@ def test_submit_follow_and_finish_a_dataset_job(env, store, photos, start_worker
     worker = start_worker()
     assert "iznet worker ready: queues cpu,gpu" in worker.text()
 
-    run = iznet("jobs", "submit", "dataset", str(photos), "faces", "--set", "folds=2", "--set", "pairs_per_fold=5",
+    run = iznet("jobs", "submit", "dataset", str(photos), "faces", "--teacher", "haar", "--set", "folds=2", "--set", "pairs_per_fold=5",
                 "--follow", env=env)
     assert run.returncode == 0, run.stderr + run.stdout
     job_id = run.stdout.split("submitted dataset job ")[1].split()[0]
@@ -93,7 +93,7 @@ def test_submit_follow_and_finish_a_dataset_job(env, store, photos, start_worker
     assert job_id in listed.stdout and "SUCCESS" in listed.stdout and "datasets/faces/1" in listed.stdout
 
     # Growing the dataset with the same photos processes nothing and publishes version 2.
-    again = iznet("jobs", "submit", "dataset", str(photos), "faces", "--set", "folds=2", "--set", "pairs_per_fold=5",
+    again = iznet("jobs", "submit", "dataset", str(photos), "faces", "--teacher", "haar", "--set", "folds=2", "--set", "pairs_per_fold=5",
                   "--follow", env=env)
     assert again.returncode == 0, again.stderr
     assert '"processed": 0' in again.stdout and "datasets/faces/2" in again.stdout
@@ -103,7 +103,7 @@ def test_a_killed_worker_s_job_is_redelivered_and_resumes_from_its_checkpoint(en
     jobs = Jobs()
     first = start_worker(name="doomed")
     job_id, _ = jobs.submit("dataset", {"src": str(photos), "name": "faces", "checkpoint_every": 10,
-                                        "config": {"folds": 2, "pairs_per_fold": 5}})
+                                        "config": {"teacher": "haar", "folds": 2, "pairs_per_fold": 5}})
     manifest = staging_manifest(store, "faces", job_id)
     wait_for(lambda: manifest_lines(manifest) >= 10, 60, "the first checkpoint")
     first.kill()  # SIGKILL the worker and its pool process mid-job
@@ -133,7 +133,7 @@ def test_a_killed_worker_s_job_is_redelivered_and_resumes_from_its_checkpoint(en
 def test_cancel_stops_a_running_job_and_publishes_nothing(env, store, photos, start_worker, iznet):
     jobs = Jobs()
     start_worker()
-    job_id, _ = jobs.submit("dataset", {"src": str(photos), "name": "faces", "checkpoint_every": 10})
+    job_id, _ = jobs.submit("dataset", {"src": str(photos), "name": "faces", "config": {"teacher": "haar"}, "checkpoint_every": 10})
     wait_for(lambda: jobs.status(job_id)["state"] == "PROGRESS", 60, "the job to run", poll=0.1)
     run = iznet("jobs", "cancel", job_id, env=env, timeout=30)
     assert run.returncode == 0 and "REVOKED" in run.stdout

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 
 from iznet.config import shared_data_dir
-from iznet.gallery import GalleryStore, make_embedder
+from iznet.gallery import GalleryStore
+from iznet.registry import create_embedder
 from iznet.imageio import decode_image, encode_image, read_image
-from iznet.pipeline import Pipeline, make_detector
+from iznet.pipeline import Pipeline
+from iznet.registry import create_detector
 from iznet.serving import publish_model
 from iznet.store import ArtifactStore
 from iznet.synthetic import make_people
@@ -50,7 +52,7 @@ class World:
     def groups(self, size: int = 2) -> list[bytes]:
         """Group photos of ``size`` people in which the detector finds every face (the Haar cascade misses
         some in a composite; these photos test the services, not the detector)."""
-        detector, out = make_detector("haar"), []
+        detector, out = create_detector("haar"), []
         for i in range(len(self.people)):
             names = [self.people[(i + j) % len(self.people)] for j in range(size)]
             photo = self.group_photo(names)
@@ -63,7 +65,7 @@ def build_world(root: Path, people: int = 5, photos: int = 12, seed: int = 0) ->
     make_people(root / "photos", people=people, photos=photos, seed=seed)
     store = ArtifactStore(root / "store")
     publish_model(store, MODEL, "baseline-lbp")
-    detector = make_detector("haar")
+    detector = create_detector("haar")
     enroll, others = root / "enroll", {}
     for person_dir in sorted((root / "photos").iterdir()):
         files = sorted(person_dir.iterdir())
@@ -72,7 +74,7 @@ def build_world(root: Path, people: int = 5, photos: int = 12, seed: int = 0) ->
             shutil.copy(f, enroll / person_dir.name / f.name)
         others[person_dir.name] = [f for f in files[ENROLLED:] if len(detector.detect(read_image(f))) == 1]
     gs = GalleryStore(store)
-    embedder = make_embedder("baseline-lbp")
+    embedder = create_embedder("baseline-lbp")
     g = gs.create("default", embedder.version)
     Pipeline(detector, embedder, g).enroll_folder(enroll)
     gs.save(g, action="enroll")

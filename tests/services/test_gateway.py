@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from iznet.client import GatewayClient, GatewayError
-from iznet.gallery import GalleryStore, make_embedder, reindex
+from iznet.gallery import GalleryStore, reindex
+from iznet.registry import create_embedder
 from iznet.imageio import decode_image
 from iznet.serving import publish_model
 from services.stack import Stack, StackConfig
@@ -32,7 +33,7 @@ API_KEY = "test-key"
 
 @pytest.fixture(scope="module")
 def stack(world):
-    st = Stack(StackConfig(store=world.store.root, model=MODEL, api_keys=[API_KEY], poll_s=0.5,
+    st = Stack(StackConfig(store=world.store.root, model=MODEL, detector="haar", api_keys=[API_KEY], poll_s=0.5,
                            extra_gateway_args=["--batch-wait-ms", "100"]))
     st.start()
     yield st
@@ -204,7 +205,7 @@ def test_new_gallery_and_model_switch_under_load_without_drops_or_mixing(world, 
     store = world.store
     photos = world.groups(2)
     before = client.label(photos[0])
-    new_model = make_embedder("baseline-pixels")
+    new_model = create_embedder("baseline-pixels")
     stop = threading.Event()
     outcome = {}
 

@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from iznet.imageio import encode_image
-from iznet.gallery import make_embedder
+from iznet.registry import create_embedder
 from iznet.serving import publish_model
 from iznet.v1 import common_pb2, detection_pb2, detection_pb2_grpc, embedding_pb2, embedding_pb2_grpc
 from iznet.v1 import gallery_pb2, gallery_pb2_grpc
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def services(world):
-    st = Stack(StackConfig(store=world.store.root, model=MODEL, poll_s=0.3))
+    st = Stack(StackConfig(store=world.store.root, model=MODEL, detector="haar", poll_s=0.3))
     for name in ("detection", "embedding", "gallery"):
         st.start_service(name)
     yield st
@@ -86,7 +86,7 @@ def test_oversized_message_is_refused_by_the_limit(services):
 
 def test_gallery_refuses_vectors_of_another_model_and_unknown_galleries(world, services):
     gal = stub(services, "gallery", gallery_pb2_grpc.GalleryStub)
-    other = make_embedder("baseline-pixels")
+    other = create_embedder("baseline-pixels")
     crop = np.full((160, 160, 3), 120, np.uint8)
     vec = common_pb2.Vector(values=other.embed([crop])[0].tolist())
     with pytest.raises(grpc.RpcError) as e:
@@ -123,7 +123,7 @@ def test_new_model_version_is_served_and_the_old_one_stays_pinnable(world, servi
     emb = stub(services, "embedding", embedding_pb2_grpc.EmbeddingStub)
     old = emb.GetModel(common_pb2.GetModelRequest(), timeout=5)
     publish_model(world.store, MODEL, "baseline-pixels")
-    new_digest = make_embedder("baseline-pixels").version["digest"]
+    new_digest = create_embedder("baseline-pixels").version["digest"]
     deadline = time.monotonic() + 10
     while emb.GetModel(common_pb2.GetModelRequest(), timeout=5).digest != new_digest:
         assert time.monotonic() < deadline, "new model version not picked up"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from iznet.cli import main
-from iznet.gallery import make_embedder
+from iznet.registry import create_embedder
 from iznet.serving import Current, load_model_version, publish_model
 from iznet.store import ArtifactStore
 
@@ -20,7 +20,7 @@ def test_current_switches_on_publish_and_keeps_the_previous_version(tmp_path):
     assert cur.refresh() is False  # nothing new
     publish_model(store, "m", "baseline-pixels")
     assert cur.refresh() is True and cur.get().version == 2
-    assert cur.get().obj.version["digest"] == make_embedder("baseline-pixels").version["digest"]
+    assert cur.get().obj.version["digest"] == create_embedder("baseline-pixels").version["digest"]
     # a request that took the old snapshot still holds it, and the old model can still be found by digest
     assert first.obj.version["name"] == "baseline-lbp"
     old_digest = first.obj.version["digest"]
