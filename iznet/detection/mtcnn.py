@@ -177,7 +177,7 @@ def load_nets() -> tuple[PNet, RNet, ONet, str]:
         path = imported_file(key)
         h.update(path.read_bytes())
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        net.eval()
+        net.eval().to(memory_format=torch.channels_last)
         for p in net.parameters():
             p.requires_grad_(False)
     return (*nets, h.hexdigest())
@@ -243,7 +243,9 @@ def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
 
 
 def _to_tensor(batch: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+    """(N, H, W, 3) -> (N, 3, H, W) without a copy: channels-last memory, which the nets are set to (torch's
+    CPU max pooling and convolutions run 1.5-3.5x faster so)."""
+    return torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2)
 
 
 def pyramid_scales(height: int, width: int, min_face_size: float, factor: float) -> list[float]:
