@@ -201,17 +201,13 @@ def face_chip(image: np.ndarray, box: FaceBox, spec: ChipSpec = BOX_CHIP, *,
     """The crop ``spec`` asks for, the landmarks that placed it, and how: ``landmarks`` (the detector's),
     ``shape-predictor`` (dlib's 5 points found in the box), ``eyes`` (OpenCV's eye cascade) or ``box``."""
     if spec.kind == "dlib":
-        from iznet.data.chip import chip_from_template, dlib_chip_matrix, extract_chip
+        from iznet.data.chip import dlib_chip_matrix, extract_chip
 
         if box.landmarks is not None and len(box.landmarks) == 5:
-            from iznet.detection.mtcnn import DLIB_CHIP_TEMPLATE_150
+            from iznet.detection.mtcnn import align_to_dlib_chip
 
-            # The template is dlib's geometry at padding 0.25; other sizes scale it.
-            template = DLIB_CHIP_TEMPLATE_150 * (spec.size / 150.0)
-            if abs(spec.padding - 0.25) > 1e-9:
-                c = spec.size / 2.0
-                template = c + (template - c) * (1 + 2 * 0.25) / (1 + 2 * spec.padding)
-            chip = chip_from_template(image, box.landmarks, template, spec.size)
+            # The detector's own five points (MTCNN's eyes, nose, mouth corners) onto dlib's geometry.
+            chip, _m = align_to_dlib_chip(image, box.landmarks, spec.size, spec.padding)
             return chip, np.asarray(box.landmarks, np.float32), "landmarks"
         points = np.asarray(shape_predictor().predict(image, (box.x1, box.y1, box.x2, box.y2)), np.float32)
         chip = extract_chip(image, dlib_chip_matrix(points, spec.size, spec.padding), spec.size)

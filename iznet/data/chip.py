@@ -76,17 +76,22 @@ def _size(size) -> tuple[int, int]:
     return int(rows), int(cols)
 
 
-def similarity_transform(src_pts, dst_pts) -> np.ndarray:
-    """The least-squares similarity (rotation, uniform scale, translation) taking ``src_pts`` to
-    ``dst_pts``, as a 2x3 matrix ``[s R | t]`` (Umeyama 1991, eqs. 34-43, as dlib's
-    ``find_similarity_transform``; a reflection is never chosen)."""
+def similarity_transform(src_pts, dst_pts, weights=None) -> np.ndarray:
+    """The (weighted) least-squares similarity (rotation, uniform scale, translation) taking ``src_pts`` to
+    ``dst_pts``, as a 2x3 matrix ``[s R | t]`` (Umeyama 1991, as dlib's ``find_similarity_transform`` when
+    unweighted; a reflection is never chosen). ``weights`` (one per point, >= 0) lean the fit on the points
+    that are placed best (MTCNN's eyes over its mouth corners)."""
     src, dst = _points(src_pts, "src_pts"), _points(dst_pts, "dst_pts")
     if src.shape != dst.shape:
         raise UserInputError(f"src_pts and dst_pts differ in shape: {src.shape} vs {dst.shape}")
-    mean_src, mean_dst = src.mean(axis=0), dst.mean(axis=0)
+    w = np.ones(len(src)) if weights is None else np.asarray(weights, np.float64).reshape(-1)
+    if len(w) != len(src) or (w < 0).any() or w.sum() <= 0:
+        raise UserInputError("similarity_transform needs one weight >= 0 per point, not all zero")
+    w = w / w.sum()
+    mean_src, mean_dst = w @ src, w @ dst
     ds, dd = src - mean_src, dst - mean_dst
-    sigma_src = (ds ** 2).sum() / len(src)
-    cov = dd.T @ ds / len(src)
+    sigma_src = float(w @ (ds ** 2).sum(1))
+    cov = (w[:, None] * dd).T @ ds
     u, d, vt = np.linalg.svd(cov)
     s = np.eye(2)
     det = np.linalg.det(cov)

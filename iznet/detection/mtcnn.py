@@ -43,6 +43,7 @@ from torch import nn
 
 from iznet.detection.types import FaceBox
 from iznet.errors import UserInputError
+from iznet.data.chip import extract_chip, similarity_transform
 
 #: The weights' package and version (facenet-pytorch's wheel holds the authors' converted Caffe weights).
 WEIGHTS_VERSION = "facenet-pytorch-2.6.0"
@@ -460,29 +461,6 @@ def _windows(prob: np.ndarray, reg: np.ndarray, scale: float, threshold: float) 
 
 # --- alignment onto dlib's face chip ---------------------------------------------------------------------
 
-def similarity_transform(src: np.ndarray, dst: np.ndarray, weights: Sequence[float] | None = None) -> np.ndarray:
-    """The 2x3 similarity (rotation, uniform scale, translation; no reflection) that maps ``src`` (N, 2)
-    onto ``dst`` (N, 2) in the (weighted) least-squares sense (Umeyama 1991)."""
-    src = np.asarray(src, np.float64).reshape(-1, 2)
-    dst = np.asarray(dst, np.float64).reshape(-1, 2)
-    w = np.ones(len(src)) if weights is None else np.asarray(weights, np.float64).reshape(-1)
-    if len(w) != len(src) or len(src) != len(dst) or (w < 0).any() or w.sum() <= 0:
-        raise UserInputError("similarity_transform needs as many points on both sides and weights >= 0")
-    w = w / w.sum()
-    ms, md = w @ src, w @ dst
-    s, d = src - ms, dst - md
-    cov = (w[:, None] * d).T @ s
-    u, sig, vt = np.linalg.svd(cov)
-    e = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        e[1, 1] = -1
-    r = u @ e @ vt
-    var = float(w @ (s**2).sum(1))
-    c = float((sig * np.diag(e)).sum() / var) if var > 0 else 1.0
-    t = md - c * r @ ms
-    return np.concatenate([c * r, t[:, None]], axis=1)
-
-
 def dlib_chip_template(size: int = 150, padding: float = 0.25) -> np.ndarray:
     """:data:`DLIB_CHIP_TEMPLATE_150` for another chip size and padding (dlib's chips scale with
     ``(padding + p) / (1 + 2 padding) * size`` in a normalised face frame; the pixel grid spans ``size - 1``)."""
@@ -502,5 +480,4 @@ def align_to_dlib_chip(image: np.ndarray, landmarks: np.ndarray, size: int = 150
     """Warp ``image`` so that MTCNN's five ``landmarks`` land on dlib's chip template: the chip (size x
     size, bilinear, black outside the photo) and its 2x3 image->chip matrix."""
     m = dlib_chip_matrix_from_mtcnn(landmarks, size, padding, weights)
-    chip = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    return chip, m
+    return extract_chip(image, m, size), m
