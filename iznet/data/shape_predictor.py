@@ -266,7 +266,8 @@ class ShapePredictor:
         self.version = version
         self.num_parts = len(self.initial_shape)
         self.depth = int(math.log2(levels[0].idx1.shape[1] + 1)) if levels else 0
-        # The similarity transform mean shape -> current shape, as a (2K, 2) matrix W: [a, b] = shape @ W.
+        # The similarity transform mean shape -> current shape, as a (2K, 2) matrix W: [a, b] = shape @ W
+        # (None: the identity, for a one-point mean shape).
         self._sim = _similarity_matrix(self.initial_shape)
         # Per-level tables for the vectorised traversal. With S <= 16 splits per tree (depth <= 4) every split
         # of every tree is evaluated at once (S x T comparisons, cheaper than a NumPy step per depth), the S
@@ -277,12 +278,11 @@ class ShapePredictor:
         for lv in levels:
             t, sp = lv.idx1.shape
             self._tables.append(_LevelTables(
-                ax=lv.anchor * 2, ay=lv.anchor * 2 + 1,
+                axy=np.stack([lv.anchor * 2, lv.anchor * 2 + 1]),                   # (2, P) into a flat shape
                 dx=np.ascontiguousarray(lv.deltas[:, 0]), dy=np.ascontiguousarray(lv.deltas[:, 1]),
                 idx12=np.concatenate([lv.idx1.ravel(), lv.idx2.ravel()]), thresh=lv.thresh.ravel(),
                 weights=(2.0 ** np.arange(sp)).astype(np.float32),
-                # (2K, T * L): row j holds coordinate j of every leaf; tree t's leaves start at t * L
-                leaves_t=np.ascontiguousarray(lv.leaves.reshape(t * (sp + 1), -1).T),
+                leaves=lv.leaves.reshape(t * (sp + 1), -1),                         # tree t's leaves from t * L
                 split0=np.arange(t, dtype=np.int64) * sp, leaf0=np.arange(t, dtype=np.int64) * (sp + 1),
                 idx1=lv.idx1.ravel(), idx2=lv.idx2.ravel()))
 
@@ -351,33 +351,43 @@ class ShapePredictor:
             return np.zeros((0, self.num_parts, 2), np.float32)
         h, w = img.shape[:2]
         flat = img.reshape(h * w, -1)
+        grey = flat.shape[1] == 1
+        if grey:
+            flat = flat.reshape(-1)
         # the unnormalising transform of dlib's rectangle: (0,0) -> (left, top), (1,1) -> (right, bottom)
-        x0, y0 = rects[:, 0:1], rects[:, 1:2]
-        sx, sy = rects[:, 2:3] - x0, rects[:, 3:4] - y0
+        origin = rects[:, :2, None]                                                  # (n, 2, 1) float64
+        scale = rects[:, 2:, None] - origin
+        size = np.array([[w], [h]], dtype=np.uint64)
         k2 = 2 * self.num_parts
         shape = np.repeat(self.initial_shape.reshape(1, k2), n, axis=0)          # (n, 2K) float32
         n_trees = len(self._tables[0].split0) if self._tables else 0
-        seq = np.empty((k2, n, n_trees + 1), dtype=np.float32)
+        seq = np.empty((n, n_trees + 1, k2), dtype=np.float32)
+        sign = np.array([[-1.0], [1.0]], dtype=np.float32)
         for tb in self._tables:
             # the similarity transform [[a, -b], [b, a]] (float64, then float32 as dlib casts it)
-            ab = (shape.astype(np.float64) @ self._sim).astype(np.float32)
-            a, b = ab[:, 0:1], ab[:, 1:2]
-            # each feature pixel in the current shape, float32 in dlib's order: tform * delta + anchor point
-            u = (a * tb.dx - b * tb.dy) + np.take(shape, tb.ax, axis=1)
-            v = (b * tb.dx + a * tb.dy) + np.take(shape, tb.ay, axis=1)
+            if self._sim is None:
+                ab = np.repeat(np.array([[[1.0], [0.0]]], np.float32), n, axis=0)
+            else:
+                ab = (shape.astype(np.float64) @ self._sim).astype(np.float32)[:, :, None]  # (n, 2, 1): a, b
+            # each feature pixel in the current shape, float32 in dlib's order: tform * delta + anchor point,
+            # i.e. x = (a dx + -b dy) + anchor x, y = (b dx + a dy) + anchor y
+            uv = (ab * tb.dx + (ab[:, ::-1] * sign) * tb.dy) + np.take(shape, tb.axy, axis=1)  # (n, 2, P)
             # to pixels in float64, then the nearest pixel (rounding half up); outside the image reads 0
-            px = np.floor(x0 + sx * u.astype(np.float64) + 0.5).astype(np.int64)
-            py = np.floor(y0 + sy * v.astype(np.float64) + 0.5).astype(np.int64)
-            inside = (px.view(np.uint64) < w) & (py.view(np.uint64) < h)
-            lin = np.where(inside, py * w + px, 0)
-            vals = (_intensity(np.take(flat, lin, axis=0)) * inside).astype(np.float32)   # (n, P)
+            pxy = np.floor(origin + scale * uv.astype(np.float64) + 0.5).astype(np.int64)
+            inside = (pxy.view(np.uint64) < size).all(axis=1)                          # (n, P)
+            lin = (pxy[:, 1] * w + pxy[:, 0]) * inside
+            if grey:
+                vals = np.take(flat, lin) * inside.astype(np.float32)
+            else:  # dlib's get_pixel_intensity of a colour pixel: (R + G + B) // 3, alpha ignored
+                px = np.take(flat, lin, axis=0).astype(np.uint16)
+                vals = np.take(_THIRDS, px[..., 0] + px[..., 1] + px[..., 2]) * inside
             leaf = self._leaves(vals, tb)                                                  # (n, T)
             # dlib adds the trees' updates one after another in float32: a sequential cumulative sum
-            seq[:, :, 0] = shape.T
-            seq[:, :, 1:] = np.take(tb.leaves_t, tb.leaf0 + leaf, axis=1)
-            shape = np.add.accumulate(seq, axis=2)[:, :, -1].T
+            seq[:, 0] = shape
+            np.take(tb.leaves, tb.leaf0 + leaf, axis=0, out=seq[:, 1:], mode="clip")
+            shape = np.add.accumulate(seq, axis=1)[:, -1]
         cur = shape.reshape(n, -1, 2).astype(np.float64)
-        out = np.stack([x0 + sx * cur[..., 0], y0 + sy * cur[..., 1]], axis=-1)
+        out = origin[:, None, :, 0] + scale[:, None, :, 0] * cur
         if dlib_rounding:
             out = np.floor(out + 0.5)
         return out.astype(np.float32)
@@ -386,7 +396,7 @@ class ShapePredictor:
         """(n, T) leaf index each tree reaches from each face's feature pixel values ``vals`` (n, P)."""
         n, t = len(vals), len(tb.split0)
         if self._use_table and not walk:
-            g = np.take(vals, tb.idx12, axis=1)
+            g = vals.reshape(-1).take(tb.idx12)[None] if n == 1 else np.take(vals, tb.idx12, axis=1)
             half = len(tb.thresh)
             go_left = (g[:, :half] - g[:, half:]) > tb.thresh                     # (n, T * S)
             code = go_left.reshape(n * t, -1).astype(np.float32) @ tb.weights     # exact: sums of powers of 2
@@ -400,23 +410,26 @@ class ShapePredictor:
         return node - (2 ** self.depth - 1)
 
 
+#: (R + G + B) // 3 for every channel sum, as float32
+_THIRDS = (np.arange(3 * 255 + 1) // 3).astype(np.float32)
+
+
 @dataclass
 class _LevelTables:
-    ax: np.ndarray
-    ay: np.ndarray
+    axy: np.ndarray
     dx: np.ndarray
     dy: np.ndarray
     idx12: np.ndarray
     thresh: np.ndarray
     weights: np.ndarray
-    leaves_t: np.ndarray
+    leaves: np.ndarray
     split0: np.ndarray
     leaf0: np.ndarray
     idx1: np.ndarray
     idx2: np.ndarray
 
 
-def _similarity_matrix(initial: np.ndarray) -> np.ndarray:
+def _similarity_matrix(initial: np.ndarray) -> np.ndarray | None:
     """(2K, 2) float64 W with [a, b] = shape @ W: the least-squares similarity [[a, -b], [b, a]] taking the
     mean shape onto a shape (flattened x0, y0, x1, ...). dlib solves it with Umeyama's SVD method, which for
     a proper rotation comes to the same closed form (a = sum r.c / sum |r|^2, b = sum r x c / sum |r|^2 with
@@ -424,10 +437,9 @@ def _similarity_matrix(initial: np.ndarray) -> np.ndarray:
     r = initial.astype(np.float64)
     r = r - r.mean(axis=0)
     var = float((r ** 2).sum())
+    if var == 0 or len(r) < 2:  # dlib: the identity for one landmark (or a mean shape of one point)
+        return None
     w = np.zeros((r.size, 2))
-    if var == 0 or len(r) < 2:  # dlib: identity for a single landmark
-        w[:, 0] = 0
-        return w
     w[0::2, 0], w[1::2, 0] = r[:, 0] / var, r[:, 1] / var       # a = sum(rx cx + ry cy) / var
     w[0::2, 1], w[1::2, 1] = -r[:, 1] / var, r[:, 0] / var      # b = sum(rx cy - ry cx) / var
     return w
@@ -541,13 +553,6 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     if img.shape[0] == 0 or img.shape[1] == 0:
         raise UserInputError("the image is empty")
     return np.ascontiguousarray(img)
-
-
-def _intensity(px: np.ndarray) -> np.ndarray:
-    """dlib's get_pixel_intensity: grey stays, colour becomes (R + G + B) // 3 (integer), alpha is ignored."""
-    if px.shape[-1] == 1:
-        return px[..., 0].astype(np.int32)
-    return px[..., :3].astype(np.int32).sum(axis=-1) // 3
 
 
 def _rects(boxes: Sequence[Any] | np.ndarray) -> np.ndarray:
