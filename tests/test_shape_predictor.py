@@ -233,9 +233,9 @@ def _column(values) -> bytes:
 
 
 def _synthetic_model(rng, depth: int, levels: int = 3, trees: int = 7, pixels: int = 40,
-                     depths: list[int] | None = None) -> bytes:
+                     depths: list[int] | None = None, parts: int = 5) -> bytes:
     """A random dlib shape_predictor: ``levels`` x ``trees`` trees of ``depth`` (or of ``depths``, per tree)."""
-    initial = np.array([[0.78, 0.35], [0.62, 0.35], [0.23, 0.35], [0.38, 0.35], [0.5, 0.66]], np.float32)
+    initial = np.array([[0.78, 0.35], [0.62, 0.35], [0.23, 0.35], [0.38, 0.35], [0.5, 0.66]], np.float32)[:parts]
     out = [_int(1), _column(initial.ravel()), _int(levels)]
     depths = depths or [depth] * trees
     for _ in range(levels):
@@ -247,9 +247,9 @@ def _synthetic_model(rng, depth: int, levels: int = 3, trees: int = 7, pixels: i
                 i1, i2 = rng.integers(0, pixels, 2)
                 out += [_int(i1), _int(i2), _float(rng.normal(0, 20))]
             out.append(_int(n_leaves))
-            out += [_column(rng.normal(0, 0.01, 10)) for _ in range(n_leaves)]
+            out += [_column(rng.normal(0, 0.01, 2 * parts)) for _ in range(n_leaves)]
     out.append(_int(levels))
-    anchors = [rng.integers(0, 5, pixels) for _ in range(levels)]
+    anchors = [rng.integers(0, parts, pixels) for _ in range(levels)]
     for a in anchors:
         out.append(_int(pixels) + b"".join(_int(x) for x in a))
     out.append(_int(levels))
@@ -258,13 +258,13 @@ def _synthetic_model(rng, depth: int, levels: int = 3, trees: int = 7, pixels: i
     return b"".join(out)
 
 
-@pytest.mark.parametrize("depth", [2, 5])
-def test_small_written_models_match_dlib(tmp_path, shared_data, dlib_ref, depth):
+@pytest.mark.parametrize("depth, parts", [(2, 5), (5, 5), (3, 1)])
+def test_small_written_models_match_dlib(tmp_path, shared_data, dlib_ref, depth, parts):
     """Models written here in dlib's format load in dlib and here and predict alike: depth 2 runs the leaf
-    table, depth 5 (31 splits) the depth-by-depth walk."""
+    table, depth 5 (31 splits) the depth-by-depth walk, one landmark the identity transform."""
     dlib, _, det = dlib_ref
     path = tmp_path / f"small-{depth}.dat"
-    path.write_bytes(_synthetic_model(np.random.default_rng(depth), depth))
+    path.write_bytes(_synthetic_model(np.random.default_rng(depth), depth, parts=parts))
     theirs, mine = dlib.shape_predictor(str(path)), ShapePredictor.load(path)
     assert mine._use_table == (depth <= 4) and mine.version["tree_depth"] == depth
     assert mine.version["name"] == "small-" + str(depth) and mine.version["licence"] == ""
