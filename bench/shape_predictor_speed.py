@@ -7,8 +7,9 @@ The faces are dlib's HOG detections in a few shared photos (LFW portraits and a 
 on noise without the shared data (the cost hardly depends on the pixels). Rows: ours one face per call
 (``predict``), ours all the faces of a photo per call (``predict_many``), dlib one face per call; plus each
 model's load time. Wall and CPU time per face are both reported (CPU time leaves out the time other
-processes hold the core, which on a shared machine is most of the noise). Implementations are timed in turn, several rounds interleaved, and the median round is
-kept, so load from other processes on a shared machine hits each alike. dlib is a test-only reference:
+processes hold the core, which on a shared machine is most of the noise). Implementations are timed in
+turn, several rounds interleaved, and the median round is kept, so load from other processes on a shared
+machine hits each alike. dlib is a test-only reference:
 without it its row says so and there is no comparison.
 """
 

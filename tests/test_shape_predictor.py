@@ -106,7 +106,8 @@ def test_point_order_and_single_equals_many(shared_data, ours, dlib_ref):
         np.testing.assert_array_equal(one, m)
         # dlib's order: image-right eye (outer, inner), image-left eye (outer, inner), nose base
         x = dict(zip(POINT_NAMES, m[:, 0]))
-        assert x["right_eye_outer"] > x["right_eye_inner"] > x["nose_base"] > x["left_eye_inner"] > x["left_eye_outer"]
+        assert (x["right_eye_outer"] > x["right_eye_inner"] > x["nose_base"] > x["left_eye_inner"]
+                > x["left_eye_outer"])
         assert m[4, 1] > m[:4, 1].max()  # the nose base is below the eye corners
         eyes = eye_centres(m)
         assert eyes.shape == (2, 2) and eyes[0, 0] < eyes[1, 0]
