@@ -61,6 +61,8 @@ def benches(shared: Path) -> list[Bench]:
               ["--batches", "1,8", "--rounds", "1", "--seconds", "0.2"], 900),
         Bench("dlib_embedder_speed", "dlib's ResNet: dlib itself vs the torch port vs onnxruntime, ms per face",
               ["--batches", "1,32"], ["--batches", "1,2", "--rounds", "1", "--seconds", "0.2"], 600),
+        Bench("shape_predictor_speed", "dlib's 5-point landmarks: dlib vs the NumPy port, ms per face",
+              [], ["--repeats", "1", "--rounds", "1"], 300),
         Bench("detection_speed", "trained detector and MTCNN vs the teachers, ms per image",
               ["--repeats", "10", "--rounds", "3"], ["--repeats", "1", "--rounds", "1"], 600),
         Bench("sampler_speed", "triplet draws/s: Fenwick tree vs the study's Algorithm 1",

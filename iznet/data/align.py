@@ -181,21 +181,6 @@ def align_face(
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 
-_shape_predictor = None
-_shape_lock = threading.Lock()
-
-
-def shape_predictor():
-    """dlib's 5-point landmark predictor (read once per process; its arrays are shared read-only)."""
-    global _shape_predictor
-    with _shape_lock:
-        if _shape_predictor is None:
-            from iznet.data.shape_predictor import ShapePredictor
-
-            _shape_predictor = ShapePredictor.load()
-        return _shape_predictor
-
-
 def face_chip(image: np.ndarray, box: FaceBox, spec: ChipSpec = BOX_CHIP, *,
               find_eyes_in_box: bool = True) -> tuple[np.ndarray, np.ndarray | None, str]:
     """The crop ``spec`` asks for, the landmarks that placed it, and how: ``landmarks`` (the detector's),
@@ -209,12 +194,12 @@ def face_chip(image: np.ndarray, box: FaceBox, spec: ChipSpec = BOX_CHIP, *,
             # The detector's own five points (MTCNN's eyes, nose, mouth corners) onto dlib's geometry.
             chip, _m = align_to_dlib_chip(image, box.landmarks, spec.size, spec.padding)
             return chip, np.asarray(box.landmarks, np.float32), "landmarks"
-        points = np.asarray(shape_predictor().predict(image, (box.x1, box.y1, box.x2, box.y2)), np.float32)
+        from iznet.data.shape_predictor import default_predictor, eye_centres
+
+        points = default_predictor().predict(image, (box.x1, box.y1, box.x2, box.y2))
         chip = extract_chip(image, dlib_chip_matrix(points, spec.size, spec.padding), spec.size)
-        # dlib's points are eye corners (0-1 one eye, 2-3 the other) and the nose base: report the two eye
-        # centres, left then right in the image, the 2-landmark convention of FaceBox.
-        eyes = np.stack([points[0:2].mean(0), points[2:4].mean(0)])
-        return chip, eyes[np.argsort(eyes[:, 0])], "shape-predictor"
+        # dlib's points are eye corners and the nose base: report the eye centres (FaceBox's 2 landmarks).
+        return chip, eye_centres(points), "shape-predictor"
     landmarks = box.landmarks
     if landmarks is None and find_eyes_in_box:
         landmarks = find_eyes(image, box)
