@@ -112,7 +112,7 @@ def submit_dataset(ctx, src: Path, name: str, teacher: str, size: int, split_by:
 @submit.command("train-embedder")
 @click.argument("name")
 @click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="A JSON training config (issue 3's TrainConfig fields).")
+              help="A JSON training config (the fields of training.trainer.TrainConfig).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one config field (JSON value).")
 @_common
 @click.pass_context
