@@ -140,15 +140,19 @@ class HOGLayer(nn.Module):
         gx = F.conv2d(F.pad(g, (1, 1, 0, 0), mode="replicate"), self.kx)
         gy = F.conv2d(F.pad(g, (0, 0, 1, 1), mode="replicate"), self.ky)
         mag = torch.sqrt(gx * gx + gy * gy + 1e-8)
-        ang = torch.remainder(torch.atan2(gy, gx), math.pi)               # unsigned orientation
+        # Unsigned orientation. Where both gradients are 0 the angle is 0 (torch's atan2(0, 0)); the x written
+        # as 1 there keeps the exported graph's atan2 (a division) from computing 0/0.
+        flat = (gx == 0) & (gy == 0)
+        ang = torch.remainder(torch.atan2(gy, torch.where(flat, torch.ones_like(gx), gx)), math.pi)
         pos = ang / (math.pi / self.bins) - 0.5                             # bin centres at (i + 0.5) * width
         lo = torch.floor(pos)
         w_hi = pos - lo
-        lo = torch.remainder(lo, self.bins).long()
+        lo = torch.remainder(lo, self.bins)
         hi = torch.remainder(lo + 1, self.bins)
-        hist = torch.zeros(g.shape[0], self.bins, *g.shape[2:], device=x.device, dtype=x.dtype)
-        hist.scatter_add_(1, lo, mag * (1 - w_hi))
-        hist.scatter_add_(1, hi, mag * w_hi)
+        # Each pixel votes into its two nearest bins: a comparison with the bin numbers (one-hot) times the
+        # weights, the same sums as a scatter-add, in plain element-wise ONNX operators.
+        bins = torch.arange(self.bins, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        hist = (mag * (1 - w_hi)) * (lo == bins).to(x.dtype) + (mag * w_hi) * (hi == bins).to(x.dtype)
         cells = F.avg_pool2d(hist, self.cell)                               # (N, bins, h, w)
         blocks = F.unfold(cells, 2)                                         # (N, bins*4, nblocks)
         blocks = F.normalize(blocks, dim=1, eps=1e-6).clamp(max=0.2)
