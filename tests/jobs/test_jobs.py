@@ -62,6 +62,7 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.02):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+@pytest.mark.slow  # real Celery workers
 def test_submit_follow_and_finish_a_dataset_job(env, store, photos, start_worker, iznet):
     worker = start_worker()
     assert "iznet worker ready: queues cpu,gpu" in worker.text()
@@ -100,6 +101,7 @@ def test_submit_follow_and_finish_a_dataset_job(env, store, photos, start_worker
     assert '"processed": 0' in again.stdout and "datasets/faces/2" in again.stdout
 
 
+@pytest.mark.slow  # real Celery workers
 def test_a_killed_worker_s_job_is_redelivered_and_resumes_from_its_checkpoint(env, store, photos, start_worker):
     jobs = Jobs()
     first = start_worker(name="doomed")
@@ -131,6 +133,7 @@ def test_a_killed_worker_s_job_is_redelivered_and_resumes_from_its_checkpoint(en
     assert ArtifactStore(store).versions("datasets", "faces") == [1]
 
 
+@pytest.mark.slow  # real Celery workers
 def test_cancel_stops_a_running_job_and_publishes_nothing(env, store, photos, start_worker, iznet):
     jobs = Jobs()
     start_worker()
@@ -143,6 +146,7 @@ def test_cancel_stops_a_running_job_and_publishes_nothing(env, store, photos, st
     assert ArtifactStore(store).versions("datasets", "faces") == []
 
 
+@pytest.mark.slow  # real Celery workers
 def test_the_same_reindex_submitted_twice_is_built_once(env, store, face_crops, start_worker, iznet):
     make_gallery(store, "friends", face_crops, 64, model="baseline-pixels")
     a = iznet("jobs", "submit", "reindex", "friends", "baseline-lbp", env=env)
@@ -161,6 +165,7 @@ def test_the_same_reindex_submitted_twice_is_built_once(env, store, face_crops, 
     assert ArtifactStore(store).versions("galleries", "friends") == [1, 2]
 
 
+@pytest.mark.slow  # real Celery workers
 def test_reindex_survives_a_killed_worker_while_labels_keep_working_and_switch_once(env, store, photos, face_crops,
                                                                                     start_worker):
     from iznet.gallery import GalleryStore
@@ -260,6 +265,7 @@ def test_every_job_kind_reaches_its_core():
                 assert hasattr(mod, attr.strip()), f"{body.__name__}: {module}.{attr.strip()}"
 
 
+@pytest.mark.slow  # real Celery workers
 def test_a_training_job_resumes_from_its_checkpoint_after_its_process_is_killed(env, store, photos, start_worker,
                                                                                    iznet):
     config = {"data": str(photos), "network": "small", "method": "softmax", "input_size": 32, "width": 0.5,
