@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from iznet.errors import UserInputError
+from iznet.sizes import CROP_SIZE
 
 
 def _ratios(_ctx, _param, value: str) -> tuple[float, float, float]:
@@ -30,7 +31,7 @@ def data() -> None:
 @click.argument("dst", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--teacher", default="haar", show_default=True,
               help="Face detector used to find faces: haar, ultralight-320, ultralight-640 or an .onnx path.")
-@click.option("--size", type=click.IntRange(16, 1024), default=160, show_default=True,
+@click.option("--size", type=click.IntRange(16, 1024), default=CROP_SIZE, show_default=True,
               help="Side of the square aligned face crops, in pixels.")
 @click.option("--margin", type=click.FloatRange(0, 2), default=0.2, show_default=True,
               help="Context added on each side of the face box, as a fraction of its side.")

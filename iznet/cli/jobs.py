@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from iznet.errors import NotFoundError, UserInputError
+from iznet.sizes import CROP_SIZE
 
 
 def _jobs(ctx: click.Context):
@@ -85,7 +86,7 @@ def submit() -> None:
 @click.argument("src", type=click.Path(path_type=Path, file_okay=False))
 @click.argument("name")
 @click.option("--teacher", default="haar", show_default=True, help="Face detector: haar, ultralight-320/640, .onnx.")
-@click.option("--size", type=click.IntRange(16, 1024), default=160, show_default=True, help="Crop side, pixels.")
+@click.option("--size", type=click.IntRange(16, 1024), default=CROP_SIZE, show_default=True, help="Crop side, pixels.")
 @click.option("--split-by", type=click.Choice(["image", "identity"]), default="image", show_default=True,
               help="Split each person's photos, or the people.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the split and pairs.")
