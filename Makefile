@@ -10,7 +10,7 @@ DEMO_SIZE ?= full
 # The CUDA build of torch for the GPU image (any CUDA flavour download.pytorch.org publishes for torch 2.13).
 TORCH_CUDA_INDEX ?= https://download.pytorch.org/whl/cu128
 
-.PHONY: setup triton-venv test demo protos bench deploy-local deploy-local-down helm image image-gpu clean
+.PHONY: setup triton-venv test test-fast demo protos bench deploy-local deploy-local-down helm image image-gpu clean
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,11 @@ $(TRITON_VENV)/.installed: services/triton_local.py | setup
 
 test: setup triton-venv
 	$(PY) -m pytest
+
+# Quick feedback (about a minute): everything but the slow tests (real servers, workers, training) and those
+# that need the shared photos.
+test-fast: setup
+	$(PY) -m pytest -m "not slow and not shared_data"
 
 demo: setup
 	$(PY) -m iznet demo --out $(OUT) --size $(DEMO_SIZE) $(if $(DATA),--data $(DATA)) $(if $(GROUP),--group $(GROUP))

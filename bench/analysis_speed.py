@@ -16,15 +16,16 @@ import time
 import numpy as np
 
 from bench.common import Result, add_json_option, main_with_result, sig
+from iznet.sizes import EMBEDDING_DIM
 
 NAME, TITLE = "analysis_speed", "Analysis (t-SNE, boxplots, medoids): the study's t-SNE settings vs faster ones"
 
 
 def data(n: int, people: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    c = rng.normal(size=(people, 128))
+    c = rng.normal(size=(people, EMBEDDING_DIM))
     lab = rng.integers(0, people, n)
-    x = c[lab] / np.sqrt(128) + rng.normal(size=(n, 128)) * 0.06
+    x = c[lab] / np.sqrt(EMBEDDING_DIM) + rng.normal(size=(n, EMBEDDING_DIM)) * 0.06
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), lab.astype(str)
 
 

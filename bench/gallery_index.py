@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from bench.common import Result, add_json_option, main_with_result, sig
+from iznet.sizes import EMBEDDING_DIM
 
 NAME, TITLE = "gallery_index", "Gallery search: exact vs approximate (IVF, HNSW) by gallery size"
 PER_PERSON = 5
@@ -31,15 +32,17 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 def clustered_vectors(n: int, queries: int, spread: float, rng: np.random.Generator,
                       chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 128) exemplars around n/5 person centres and (queries, 128) new samples of random enrolled people."""
+    """(n, d) exemplars around n/5 person centres and (queries, d) new samples of random enrolled people, with d
+    the embedding size."""
+    d = EMBEDDING_DIM
     people = max(1, n // PER_PERSON)
-    centres = unit(rng.standard_normal((people, 128), dtype=np.float32))
-    vecs = np.empty((n, 128), np.float32)
+    centres = unit(rng.standard_normal((people, d), dtype=np.float32))
+    vecs = np.empty((n, d), np.float32)
     for s in range(0, n, chunk):  # float32 chunks: no float64 copy of the whole gallery
         idx = np.arange(s, min(n, s + chunk)) // PER_PERSON
-        vecs[s:s + len(idx)] = unit(centres[idx] + spread * rng.standard_normal((len(idx), 128), dtype=np.float32))
+        vecs[s:s + len(idx)] = unit(centres[idx] + spread * rng.standard_normal((len(idx), d), dtype=np.float32))
     who = rng.integers(0, people, queries)
-    return vecs, unit(centres[who] + spread * rng.standard_normal((queries, 128), dtype=np.float32))
+    return vecs, unit(centres[who] + spread * rng.standard_normal((queries, d), dtype=np.float32))
 
 
 def time_queries(index, queries: np.ndarray) -> tuple[float, np.ndarray]:

@@ -24,6 +24,7 @@ from iznet.detection.find import detect_faces
 from iznet.detection.types import Detector, FaceBox
 from iznet.errors import IZNetError, NotFoundError, UserInputError
 from iznet.gallery.gallery import UNKNOWN, Gallery, GalleryStore, Match
+from iznet.sizes import EMBEDDING_DIM
 from iznet.imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, decode_image, read_image
 
 #: Faces smaller than this (pixels across) are reported but not recognised: too few pixels to tell anyone.
@@ -186,7 +187,7 @@ class Pipeline:
 
     def _embed(self, crops: list[np.ndarray]) -> np.ndarray:
         if not crops:
-            return np.zeros((0, 128), np.float32)
+            return np.zeros((0, EMBEDDING_DIM), np.float32)
         return np.asarray(self.embedder.embed(crops), dtype=np.float32)
 
     def versions(self) -> dict[str, Any]:

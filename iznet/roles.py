@@ -35,20 +35,16 @@ class Role:
     name: str
     #: What ``python -m iznet.roles NAME`` runs: ``python -m <argv...>``.
     argv: tuple[str, ...]
-    #: ``"module:attribute"`` of the click command behind ``argv`` (checked by the drift test when importable).
+    #: ``"module:attribute"`` of the click command behind ``argv`` (the drift test checks it).
     click_command: str
-    #: Which issue/branch provides the command (for the drift test's skip reason while it is not merged).
-    provided_by: str
     #: The gRPC port (None for roles that serve no gRPC: workers).
     port: int | None
     #: Flags the chart always passes (with the gRPC/metrics ports); each must be an option of ``click_command``.
     flags: tuple[str, ...]
     #: Environment variables the chart sets and the role reads (``IZNET_STORE`` is mounted at ``STORE_MOUNT``;
-    #: ``IZNET_REDIS_URL`` is built from the Redis host and the password Secret).
+    #: ``IZNET_REDIS_URL`` is built from the Redis host and the password Secret; those in ``OPTIONAL_ENV`` only
+    #: in some configurations).
     env: tuple[str, ...] = field(default_factory=tuple)
-    #: Environment the chart sets only in some configurations, for a feature another issue still has to add
-    #: (name -> that issue); the drift test reports them as pending until the code reads them.
-    pending_env: dict[str, str] = field(default_factory=dict)
     #: The prefix of click's automatic environment variables of ``click_command`` (``<prefix>_<OPTION>``).
     env_prefix: str = "IZNET"
     #: How Kubernetes probes it: ``grpc`` (native probe against grpc.health.v1.Health), ``tcp`` or ``none``.
@@ -60,34 +56,35 @@ _SERVER_FLAGS = ("--host", "--port", "--metrics-port", "--workers", "--torch-thr
 ROLES: dict[str, Role] = {
     r.name: r
     for r in (
-        Role("detection", ("services.detection",), "services.detection.server:main", "issue-7-services",
-             50051, (*_SERVER_FLAGS, "--detector"), ("IZNET_STORE",)),
-        Role("embedding", ("services.embedding",), "services.embedding.server:main", "issue-7-services",
-             50052, (*_SERVER_FLAGS, "--model", "--poll"), ("IZNET_STORE",),
-             # With triton.enabled the chart points the embedding service at Triton (issue 9, not merged yet).
-             # IZNET_TRITON_URL/_MODEL are the envvars of issue 9's triton_options (iznet/cli/triton.py).
-             pending_env={"IZNET_EMBEDDING_BACKEND": "issue-9 (Triton)", "IZNET_TRITON_URL": "issue-9 (Triton)",
-                          "IZNET_TRITON_MODEL": "issue-9 (Triton)"}),
-        Role("gallery", ("services.gallery",), "services.gallery.server:main", "issue-7-services",
-             50053, (*_SERVER_FLAGS, "--gallery", "--poll"), ("IZNET_STORE",)),
+        Role("detection", ("services.detection",), "services.detection.server:main", 50051,
+             (*_SERVER_FLAGS, "--detector"), ("IZNET_STORE",)),
+        # With triton.enabled the chart points the embedding service at Triton: the backend and the Triton
+        # options (IZNET_TRITON_URL/_MODEL, the envvars of iznet/cli/triton.py's triton_options).
+        Role("embedding", ("services.embedding",), "services.embedding.server:main", 50052,
+             (*_SERVER_FLAGS, "--model", "--poll"),
+             ("IZNET_STORE", "IZNET_EMBEDDING_BACKEND", "IZNET_TRITON_URL", "IZNET_TRITON_MODEL")),
+        Role("gallery", ("services.gallery",), "services.gallery.server:main", 50053,
+             (*_SERVER_FLAGS, "--gallery", "--poll"), ("IZNET_STORE",)),
         # The Ray Serve gateway: a local single-node Ray with Serve's gRPC proxy on --port (bound on all
         # interfaces), composing the three services at --detection/--embedding/--gallery. Ray Serve's proxy
         # answers no grpc.health.v1, so its probes are TCP (see deploy/README.md).
-        Role("gateway", ("services.gateway",), "services.gateway:main", "issue-7-services",
-             50050, ("--port", "--detection", "--embedding", "--gallery", "--default-gallery", "--num-cpus",
-                     "--replicas", "--max-message-mb"),
+        Role("gateway", ("services.gateway",), "services.gateway:main", 50050,
+             ("--port", "--detection", "--embedding", "--gallery", "--default-gallery", "--num-cpus", "--replicas",
+              "--max-message-mb"),
              ("IZNET_STORE", "IZNET_GATEWAY_API_KEYS"), env_prefix="IZNET_GATEWAY", probe="tcp"),
         # A Celery worker serving one or more queues (cpu, gpu).
-        Role("worker", ("iznet", "jobs", "worker"), "iznet.cli.jobs:jobs worker", "issue-8-jobs",
-             None, ("--queues", "--concurrency", "--loglevel"), ("IZNET_STORE", "IZNET_REDIS_URL"),
+        Role("worker", ("iznet", "jobs", "worker"), "iznet.cli.jobs:jobs worker", None,
+             ("--queues", "--concurrency", "--loglevel"), ("IZNET_STORE", "IZNET_REDIS_URL"),
              env_prefix="IZNET_JOBS_WORKER", probe="none"),
     )
 }
 
-#: Environment a role gets only in some configurations (the gateway's keys only when API keys are set).
-#: The gateway reads ``--api-key`` (repeatable) from IZNET_GATEWAY_API_KEYS, space-separated (click's rule for
-#: a multiple option from the environment; ``main(auto_envvar_prefix="IZNET_GATEWAY")``).
-OPTIONAL_ENV = frozenset({"IZNET_GATEWAY_API_KEYS"})
+#: Environment a role gets only in some configurations: the gateway's keys only when API keys are set, the
+#: embedding service's Triton settings only with triton.enabled. The gateway reads ``--api-key`` (repeatable)
+#: from IZNET_GATEWAY_API_KEYS, space-separated (click's rule for a multiple option from the environment;
+#: ``main(auto_envvar_prefix="IZNET_GATEWAY")``).
+OPTIONAL_ENV = frozenset({"IZNET_GATEWAY_API_KEYS", "IZNET_EMBEDDING_BACKEND", "IZNET_TRITON_URL",
+                          "IZNET_TRITON_MODEL"})
 
 #: Under KubeRay the RayService deploys the gateway from this application builder (Ray Serve calls it with the
 #: ``args`` of serveConfigV2: GATEWAY_BUILDER_ARGS, the fields of ``services.gateway.GatewayConfig``; the API keys

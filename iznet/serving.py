@@ -111,7 +111,7 @@ class Current(Generic[T]):
 # ------------------------------------------------------------------------------- model versions in the store
 #
 # A served embedding model is ``models/<name>`` in the artifact store; each version folder holds either a
-# trained model (``model.pt`` + ``model.json``, issue 3's format) or a ``model.json`` that names a registered
+# trained model (``model.pt`` + ``model.json``, as ``iznet embed train`` writes it) or a ``model.json`` that names a registered
 # embedder (``{"kind": "embedder", "spec": "baseline-lbp"}``). Publishing a version and moving CURRENT is how
 # a new model reaches the running embedding service.
 

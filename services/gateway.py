@@ -35,6 +35,7 @@ import grpc
 
 from iznet.v1 import common_pb2, detection_pb2, detection_pb2_grpc, embedding_pb2, embedding_pb2_grpc
 from iznet.ports import free_port
+from iznet.sizes import CROP_SIZE
 from iznet.v1 import gallery_pb2, gallery_pb2_grpc, gateway_pb2
 
 SERVICER_FUNCTION = "iznet.v1.gateway_pb2_grpc.add_GatewayServicer_to_server"
@@ -47,7 +48,7 @@ class GatewayConfig:
     embedding: str
     gallery: str
     default_gallery: str = ""
-    crop_size: int = 160  # iznet.data.align.DEFAULT_SIZE, as the Pipeline aligns
+    crop_size: int = CROP_SIZE  # as the Pipeline aligns
     #: Whole-request budget and per-call deadline, seconds.
     timeout_s: float = 30.0
     call_timeout_s: float = 10.0
@@ -329,7 +330,7 @@ def wait_ready(address: str, timeout: float = 150.0) -> None:
               "gallery service's default).")
 @click.option("--port", default=0, type=int, show_default=True, help="gRPC port of the gateway; 0 picks a free one.")
 @click.option("--api-key", "api_keys", multiple=True, help="Accept only calls with this x-api-key (repeatable).")
-@click.option("--crop-size", default=160, show_default=True, type=int, help="Side of the aligned face crops.")
+@click.option("--crop-size", default=CROP_SIZE, show_default=True, type=int, help="Side of the aligned face crops.")
 @click.option("--timeout", default=30.0, show_default=True, type=float, help="Budget for one photo, seconds.")
 @click.option("--call-timeout", default=10.0, show_default=True, type=float,
               help="Deadline of one call to a service, seconds.")

@@ -1,5 +1,6 @@
 """Shared fixtures. Tests that need the team's real photos use ``shared_data`` and skip, with the reason,
-on a machine that does not have ``../shared/data``."""
+on a machine that does not have ``../shared/data``; every test that uses it (directly or through another
+fixture) is marked ``shared_data``, so ``make test-fast`` (``-m "not slow and not shared_data"``) leaves it out."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ from pathlib import Path
 import pytest
 
 from iznet.config import shared_data_dir
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.shared_data)
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,7 @@ def test_quick_run_writes_json_and_markdown_with_the_machine_and_every_benchmark
     assert machine["versions"]["torch"].startswith("2.") and len(machine["load_average_end"]) == 3
     assert report["command"].startswith("python -m bench.run --quick")
 
-    # the comparisons the issue asks for are there, each a ratio from one run
+    # the comparisons README's table lists are there, each a ratio from one run
     summary = report["summary"]
     assert all(isinstance(c["ratio (cand/base)"], float) for c in summary)
     gw = [c for c in summary if c["bench"] == "gateway_vs_local"]

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iznet.sizes import EMBEDDING_DIM
+
 
 def squared_distances(x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
     """Pairwise squared Euclidean distances (N, M), clamped at 0."""
@@ -77,7 +79,7 @@ class PairClassifier(nn.Module):
     """DeepFace 4.2: ``p(same) = sigmoid(sum_i w_i * dist_i(f1, f2) + b)``, ``dist`` = |f1-f2| (weighted L1,
     default) or the chi-square ``(f1-f2)^2 / (f1+f2)`` (DeepFace's, meant for non-negative features)."""
 
-    def __init__(self, dim: int = 128, kind: str = "l1"):
+    def __init__(self, dim: int = EMBEDDING_DIM, kind: str = "l1"):
         super().__init__()
         if kind not in ("l1", "chi2"):
             raise ValueError(f"unknown pair distance {kind!r}")

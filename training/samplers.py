@@ -13,7 +13,7 @@ Weights (``weighting="exact"``, the default):
 * positive pairs: w_i = C(n_i, 2)         -> every same pair equally likely
 * negative pairs: w_i = n_i * (N - n_i)   -> every different pair equally likely
 
-Note: the study (and the issue's wording) weight the anchor class of a triplet by C(n_i, 2) alone. That makes
+Note: the study (and DESIGN.md's wording) weight the anchor class of a triplet by C(n_i, 2) alone. That makes
 each *pair* equally likely, but then the negative is uniform over a set whose size N - n_i depends on i, so
 triplets are not uniform: in the study's own example C1={a,b}, C2={c,d,e} it gives the three triplets with
 pair (a,b) 1/12 each and the six others 1/8 each, not 1/9. ``weighting="study"`` reproduces that scheme so

@@ -31,6 +31,7 @@ from iznet import __version__
 from iznet.embedding.networks import NETWORKS, create_network
 from iznet.embedding.preprocess import Preprocess, to_tensor
 from iznet.errors import PreconditionError, UserInputError
+from iznet.sizes import EMBEDDING_DIM
 from iznet.store import sha256_file
 from iznet.evaluation.verification import pair_distances, verification_report
 from training.data import (FaceSet, PairList, augment_batch, center_batch, load_faceset, load_pair_images,
@@ -52,7 +53,7 @@ class TrainConfig:
     input_size: int | None = None       # None: the network's default
     width: float = 1.0
     crop_fraction: float = 1.0          # centre of the dataset crop kept (raw LFW 250x250: ~0.45)
-    embedding_dim: int = 128
+    embedding_dim: int = EMBEDDING_DIM
     net_args: dict = field(default_factory=dict)  # extra network keyword arguments, e.g. {"cells": [4, 8, 16]}
     # data selection
     pairs: str | None = None            # LFW-format pairs file naming held-out / dev people
@@ -128,7 +129,7 @@ def embed_array(model: torch.nn.Module, imgs: np.ndarray, pp: Preprocess, flip: 
             e = torch.nn.functional.normalize(e + model(torch.flip(x, dims=[3])), dim=1)
         out.append(e.numpy())
     model.train(was)
-    return np.concatenate(out) if out else np.zeros((0, 128), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, EMBEDDING_DIM), np.float32)
 
 
 class Trainer:

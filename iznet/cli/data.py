@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from iznet.errors import UserInputError
+from iznet.sizes import CROP_SIZE
 
 
 def _ratios(_ctx, _param, value: str) -> tuple[float, float, float]:
@@ -31,7 +32,7 @@ def data() -> None:
 @click.option("--teacher", default="default", show_default=True,
               help="Face detector used to find faces: default (mtcnn, whose 5 landmarks level the eyes), haar, "
                    "ultralight-320, ultralight-640, an .onnx path or a trained detector (`iznet models list`).")
-@click.option("--size", type=click.IntRange(16, 1024), default=160, show_default=True,
+@click.option("--size", type=click.IntRange(16, 1024), default=CROP_SIZE, show_default=True,
               help="Side of the square aligned face crops, in pixels.")
 @click.option("--margin", type=click.FloatRange(0, 2), default=0.2, show_default=True,
               help="Context added on each side of the face box, as a fraction of its side.")

@@ -51,11 +51,10 @@ def detect() -> None:
 @click.option("--threads", type=int, default=1, show_default=True, help="CPU threads for the teacher.")
 def label_cmd(folder: Path, out: Path, teacher: str, limit: int | None, threads: int) -> None:
     """Pseudo-label every photo under FOLDER with a teacher detector (boxes cached as JSON)."""
-    from iznet.detection.teachers import make_teacher
     from training.detection.pseudo_labels import label_folder
 
     _set_threads(threads)
-    t = make_teacher(teacher, **({} if teacher == "haar" else {"threads": threads}))
+    t = _make_detector(teacher, threads, None, None)
     cache = label_folder(t, folder, out, limit=limit)
     n_faces = sum(len(v) for v in cache["images"].values())
     click.echo(f"{len(cache['images'])} images, {n_faces} faces -> {out}")

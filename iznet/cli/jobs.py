@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from iznet.errors import NotFoundError, UserInputError
+from iznet.sizes import CROP_SIZE
 
 
 def _jobs(ctx: click.Context):
@@ -86,7 +87,7 @@ def submit() -> None:
 @click.argument("name")
 @click.option("--teacher", default="default", show_default=True,
               help="Face detector: default (mtcnn), haar, ultralight-320/640, .onnx, a trained .pt.")
-@click.option("--size", type=click.IntRange(16, 1024), default=160, show_default=True, help="Crop side, pixels.")
+@click.option("--size", type=click.IntRange(16, 1024), default=CROP_SIZE, show_default=True, help="Crop side, pixels.")
 @click.option("--split-by", type=click.Choice(["image", "identity"]), default="image", show_default=True,
               help="Split each person's photos, or the people.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the split and pairs.")
@@ -115,7 +116,7 @@ def submit_dataset(ctx, src: Path, name: str, teacher: str, size: int, split_by:
 @submit.command("train-embedder")
 @click.argument("name")
 @click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="A JSON training config (issue 3's TrainConfig fields).")
+              help="A JSON training config (the fields of training.trainer.TrainConfig).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one config field (JSON value).")
 @_common
 @click.pass_context
@@ -329,7 +330,7 @@ def worker(ctx, queues: str, concurrency: int, hostname, loglevel: str) -> None:
 @click.option("--dir", "data_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Keep an append-only file here so queued jobs survive a restart [default: no persistence].")
 def redis(port: int, data_dir) -> None:
-    """Run a local redis-server in the foreground (install it with `apt-get install -y redis-server`)."""
+    """Run a local redis-server in the foreground (the one on PATH, else the one `make setup` put in the venv)."""
     from training.jobs.local import redis_server_binary
 
     cmd = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",

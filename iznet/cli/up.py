@@ -101,7 +101,7 @@ def _label_remote(photos, server, gallery, out, threshold, api_key, timeout) -> 
 
 
 def _make_label_command() -> click.Command:
-    """``iznet label``: the in-process command of the gallery issue (``iznet.cli.gallery.label``), plus
+    """``iznet label``: the in-process command (``iznet.cli.gallery.label``), plus
     ``--server HOST:PORT`` to label through a running gateway instead (same output)."""
     from iznet.cli.gallery import label as local
 

@@ -16,8 +16,9 @@ import cv2
 import numpy as np
 
 from iznet.detection.types import FaceBox
+from iznet.sizes import CROP_SIZE
 
-DEFAULT_SIZE = 160
+DEFAULT_SIZE = CROP_SIZE
 DEFAULT_MARGIN = 0.2
 
 

@@ -1,7 +1,8 @@
 """Pretrained teacher detectors: OpenCV's Haar cascade and the Ultra-Light-Fast-Generic ONNX models.
 
 They label photos that have no boxes (pseudo-labels for training) and are the baselines the trained
-detector is measured against. ``make_teacher("haar" | "ultralight-320" | "ultralight-640" | PATH.onnx)``.
+detector is measured against. Build them through :func:`iznet.registry.create_detector` (``haar``,
+``ultralight-320``, ``ultralight-640``, an ``.onnx`` path), which also gives them their ``version``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 from iznet.config import shared_data_dir
 from iznet.detection.boxes import nms
 from iznet.detection.types import FaceBox
-from iznet.errors import NotFoundError, UserInputError
+from iznet.errors import NotFoundError
 
 TEACHERS = ("haar", "ultralight-320", "ultralight-640")
 
@@ -116,23 +117,3 @@ class UltraLightTeacher:
 
 def ultralight_path(size: int) -> Path:
     return shared_data_dir() / "models" / "ultra_light" / f"version-RFB-{size}.onnx"
-
-
-def make_teacher(spec: str = "haar", **kwargs):
-    """A teacher by name (``haar``, ``ultralight-320``, ``ultralight-640``) or an Ultra-Light ``.onnx`` path.
-
-    ``kwargs`` go to the teacher's constructor (e.g. ``score_threshold=0.05, threads=1`` for the Ultra-Light
-    models, ``min_neighbors=3`` for Haar).
-    """
-    if spec == "haar":
-        return HaarTeacher(**kwargs)
-    if spec in ("ultralight-320", "ultralight-640"):
-        path = ultralight_path(int(spec.rsplit("-", 1)[1]))
-        if not path.is_file():
-            raise NotFoundError(
-                f"teacher {spec!r} needs {path} (the shared data folder); use --teacher haar or give an .onnx path"
-            )
-        return UltraLightTeacher(path, **kwargs)
-    if spec.endswith(".onnx"):
-        return UltraLightTeacher(spec, **kwargs)
-    raise UserInputError(f"unknown teacher {spec!r}: choose one of {', '.join(TEACHERS)} or an .onnx path")

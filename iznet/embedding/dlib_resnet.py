@@ -48,11 +48,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from iznet.errors import UserInputError
+from iznet.sizes import EMBEDDING_DIM
 
 #: Side of the chips the network takes (``input_rgb_image_sized<150>``).
 INPUT_SIZE = 150
 #: Length of the descriptor.
-DIM = 128
+DIM = EMBEDDING_DIM
 #: dlib's same-person threshold on the Euclidean distance between two descriptors.
 SAME_PERSON_DISTANCE = 0.6
 

@@ -20,6 +20,7 @@ from iznet.data.align import ChipSpec
 from iznet.embedding.networks import create_network
 from iznet.embedding.preprocess import Preprocess, prepare
 from iznet.errors import NotFoundError, UserInputError
+from iznet.sizes import EMBEDDING_DIM
 from iznet.store import sha256_file
 
 
@@ -35,7 +36,7 @@ class Embedder:
         self.preprocess = preprocess
         self.flip_tta = flip_tta
         self.batch_size = batch_size
-        self.dim = int(card["architecture"].get("embedding_dim", 128))
+        self.dim = int(card["architecture"].get("embedding_dim", EMBEDDING_DIM))
         self.version = {"name": card.get("name", "embedder"), "version": str(card.get("version", "0")),
                         "digest": digest, "kind": "embedder"}
         #: The face crop the model wants (cards of models trained on the builder's crops have none: box).
@@ -99,7 +100,7 @@ def load_embedder(path: str | Path, threads: int | None = None, flip_tta: bool |
     if threads:
         torch.set_num_threads(threads)
     name = arch.pop("name")
-    dim = arch.pop("embedding_dim", 128)
+    dim = arch.pop("embedding_dim", EMBEDDING_DIM)
     model = create_network(name, dim, **arch)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from iznet.errors import UserInputError
+from iznet.sizes import EMBEDDING_DIM
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def register(name: str, input_size: int, description: str, **defaults):
     return deco
 
 
-def create_network(name: str, embedding_dim: int = 128, **overrides) -> nn.Module:
+def create_network(name: str, embedding_dim: int = EMBEDDING_DIM, **overrides) -> nn.Module:
     """Build the network ``name`` (see :data:`NETWORKS`). Unknown names are a :class:`UserInputError`."""
     if name not in NETWORKS:
         raise UserInputError(f"unknown network {name!r}; choose one of {', '.join(sorted(NETWORKS))}")
@@ -99,7 +100,7 @@ class SmallNet(nn.Module):
     """A compact ResNet for CPU: stem, 4 stride-2 stages, then the ArcFace "E" output layer
     (BN, dropout, flatten, FC, BN) which keeps the spatial layout of the face instead of global pooling."""
 
-    def __init__(self, embedding_dim: int = 128, input_size: int = 64, width: float = 1.0,
+    def __init__(self, embedding_dim: int = EMBEDDING_DIM, input_size: int = 64, width: float = 1.0,
                  blocks: tuple = (1, 1, 1, 1), dropout: float = 0.2):
         super().__init__()
         chans = [_c(c, width) for c in (32, 64, 128, 256)]
@@ -140,15 +141,19 @@ class HOGLayer(nn.Module):
         gx = F.conv2d(F.pad(g, (1, 1, 0, 0), mode="replicate"), self.kx)
         gy = F.conv2d(F.pad(g, (0, 0, 1, 1), mode="replicate"), self.ky)
         mag = torch.sqrt(gx * gx + gy * gy + 1e-8)
-        ang = torch.remainder(torch.atan2(gy, gx), math.pi)               # unsigned orientation
+        # Unsigned orientation. Where both gradients are 0 the angle is 0 (torch's atan2(0, 0)); the x written
+        # as 1 there keeps the exported graph's atan2 (a division) from computing 0/0.
+        flat = (gx == 0) & (gy == 0)
+        ang = torch.remainder(torch.atan2(gy, torch.where(flat, torch.ones_like(gx), gx)), math.pi)
         pos = ang / (math.pi / self.bins) - 0.5                             # bin centres at (i + 0.5) * width
         lo = torch.floor(pos)
         w_hi = pos - lo
-        lo = torch.remainder(lo, self.bins).long()
+        lo = torch.remainder(lo, self.bins)
         hi = torch.remainder(lo + 1, self.bins)
-        hist = torch.zeros(g.shape[0], self.bins, *g.shape[2:], device=x.device, dtype=x.dtype)
-        hist.scatter_add_(1, lo, mag * (1 - w_hi))
-        hist.scatter_add_(1, hi, mag * w_hi)
+        # Each pixel votes into its two nearest bins: a comparison with the bin numbers (one-hot) times the
+        # weights, the same sums as a scatter-add, in plain element-wise ONNX operators.
+        bins = torch.arange(self.bins, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        hist = (mag * (1 - w_hi)) * (lo == bins).to(x.dtype) + (mag * w_hi) * (hi == bins).to(x.dtype)
         cells = F.avg_pool2d(hist, self.cell)                               # (N, bins, h, w)
         blocks = F.unfold(cells, 2)                                         # (N, bins*4, nblocks)
         blocks = F.normalize(blocks, dim=1, eps=1e-6).clamp(max=0.2)
@@ -203,7 +208,7 @@ class HOGNet(nn.Module):
     the embedding. It trains in minutes on a CPU and needs far fewer samples than a CNN learning its filters
     from scratch."""
 
-    def __init__(self, embedding_dim: int = 128, input_size: int = 64, width: float = 1.0,
+    def __init__(self, embedding_dim: int = EMBEDDING_DIM, input_size: int = 64, width: float = 1.0,
                  cells: tuple = (8, 16), lbp_cells: tuple = (), hidden: int = 0, dropout: float = 0.5):
         super().__init__()
         if any(input_size % c for c in lbp_cells):
@@ -255,7 +260,7 @@ class Maxout(nn.Module):
 class NN1(nn.Module):
     """FaceNet Table 1 (Zeiler&Fergus based, 220x220x3). ``rnorm`` = local response normalisation."""
 
-    def __init__(self, embedding_dim: int = 128, input_size: int = 220, width: float = 1.0,
+    def __init__(self, embedding_dim: int = EMBEDDING_DIM, input_size: int = 220, width: float = 1.0,
                  fc_width: int = 4096, pieces: int = 2, dropout: float = 0.0):
         super().__init__()
         c = lambda ch: _c(ch, width)  # noqa: E731
@@ -338,7 +343,8 @@ class NN2(nn.Module):
         ("5b", 384, 192, 384, 48, 128, "max", 128, 1),
     ]
 
-    def __init__(self, embedding_dim: int = 128, input_size: int = 224, width: float = 1.0, dropout: float = 0.0):
+    def __init__(self, embedding_dim: int = EMBEDDING_DIM, input_size: int = 224,
+                 width: float = 1.0, dropout: float = 0.0):
         super().__init__()
         c = lambda ch: _c(ch, width) if ch else 0  # noqa: E731
         self.stem = nn.Sequential(
@@ -439,7 +445,8 @@ class InceptionV3(nn.Module):
     """Inception-v3 (Szegedy et al., "Rethinking the Inception Architecture", 2015), 299x299, without the
     auxiliary classifier, ending in dropout + FC 128 + L2 normalisation."""
 
-    def __init__(self, embedding_dim: int = 128, input_size: int = 299, width: float = 1.0, dropout: float = 0.2):
+    def __init__(self, embedding_dim: int = EMBEDDING_DIM, input_size: int = 299,
+                 width: float = 1.0, dropout: float = 0.2):
         super().__init__()
         c = lambda ch: _c(ch, width)  # noqa: E731
         self.stem = nn.Sequential(

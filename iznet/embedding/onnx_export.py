@@ -16,6 +16,7 @@ the onnx backend to know its preprocessing and the version it must report.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 import warnings
@@ -53,6 +54,38 @@ class EmbedderGraph(nn.Module):
         if self.flip_tta:
             e = e + self.net(torch.flip(x, dims=[3]))
         return F.normalize(e, dim=1)
+
+
+class _StandardiseFeatures(nn.Module):
+    """An evaluating ``BatchNorm1d`` written out as its arithmetic, ``(x - mean) / sqrt(var + eps) * w + b``.
+    torch's ONNX exporter must know a BatchNorm's channel count, which it cannot infer after a concatenation of
+    computed features (the HOG/LBP networks); this needs none and gives the same numbers."""
+
+    def __init__(self, bn: nn.BatchNorm1d):
+        super().__init__()
+        self.register_buffer("mean", bn.running_mean.detach().clone())
+        self.register_buffer("inv_std", torch.rsqrt(bn.running_var.detach() + bn.eps))
+        self.affine = bn.affine
+        if bn.affine:
+            self.register_buffer("weight", bn.weight.detach().clone())
+            self.register_buffer("bias", bn.bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = (x - self.mean) * self.inv_std
+        return y * self.weight + self.bias if self.affine else y
+
+
+def exportable(net: nn.Module) -> nn.Module:
+    """``net`` for the exporter: a copy with every ``BatchNorm1d`` as :class:`_StandardiseFeatures` (the model
+    itself is untouched)."""
+    if not any(isinstance(m, nn.BatchNorm1d) and m.track_running_stats for m in net.modules()):
+        return net
+    net = copy.deepcopy(net).eval()
+    for parent in list(net.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.BatchNorm1d) and child.track_running_stats:
+                setattr(parent, name, _StandardiseFeatures(child))
+    return net
 
 
 def card_summary(emb: Embedder) -> dict:
@@ -150,7 +183,7 @@ def export_onnx(emb: Embedder, path: str | Path, atol: float = EXPORT_ATOL) -> d
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    graph = EmbedderGraph(emb.model, emb.preprocess, emb.flip_tta)
+    graph = EmbedderGraph(exportable(emb.model), emb.preprocess, emb.flip_tta)
     example = torch.from_numpy(sample_crops(2, emb.input_size))
     tmp = path.with_name(path.name + ".partial")
     try:

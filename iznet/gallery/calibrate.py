@@ -18,6 +18,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from iznet.errors import PreconditionError, UserInputError
+from iznet.sizes import EMBEDDING_DIM
 
 DEFAULT_FAR = 1e-2
 
@@ -76,7 +77,7 @@ def pair_scores(embedder, pairs, faces_dir: Path) -> tuple[np.ndarray, np.ndarra
                 cache[path] = None
     paths = [p for p in cache if p.is_file()]
     crops = [read_image(p) for p in paths]
-    vecs = embedder.embed(crops) if crops else np.zeros((0, 128), np.float32)
+    vecs = embedder.embed(crops) if crops else np.zeros((0, EMBEDDING_DIM), np.float32)
     for p, v in zip(paths, vecs):
         cache[p] = v
     genuine, impostor, missing = [], [], 0

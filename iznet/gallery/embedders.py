@@ -25,8 +25,9 @@ import cv2
 import numpy as np
 
 from iznet.data.align import BOX_CHIP
+from iznet.sizes import CROP_SIZE, EMBEDDING_DIM
 
-DIM = 128
+DIM = EMBEDDING_DIM
 
 
 @runtime_checkable
@@ -74,7 +75,7 @@ def _inner_face(crop: np.ndarray, side: int, keep: float = 0.8) -> np.ndarray:
 
 class _Baseline:
     name = "baseline"
-    input_size = 160
+    input_size = CROP_SIZE
     params: dict[str, Any] = {}
     chip = BOX_CHIP
     calibration: dict[str, Any] = {}

@@ -40,6 +40,7 @@ from iznet.errors import NotFoundError, PreconditionError, UserInputError
 from iznet.gallery import calibrate as cal
 from iznet.gallery import index as idx
 from iznet.imageio import decode_image, encode_image
+from iznet.sizes import EMBEDDING_DIM
 from iznet.store import ArtifactStore, atomic_write_json
 
 FORMAT = "iznet-gallery/1"
@@ -271,7 +272,7 @@ class Gallery:
     def dim(self) -> int:
         for v in self._vectors.values():
             return int(v.shape[0])
-        return 128
+        return EMBEDDING_DIM
 
     def ids_and_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         ids = np.array(sorted(self._vectors), dtype=np.int64)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from iznet.errors import UserInputError
+from iznet.sizes import EMBEDDING_DIM
 
 #: Galleries with at least this many exemplars get an approximate index ("auto"); smaller ones exact search.
 APPROX_FROM = 50_000
@@ -45,7 +46,7 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, kind: str = "auto", ef_sea
     """A FAISS index over ``vectors`` (N, D) whose search returns ``ids`` (int64 exemplar ids)."""
     faiss = _faiss()
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    dim = vectors.shape[1] if vectors.ndim == 2 and vectors.shape[1] else 128
+    dim = vectors.shape[1] if vectors.ndim == 2 and vectors.shape[1] else EMBEDDING_DIM
     kind = choose_kind(kind, len(vectors))
     if kind == "flat":
         base = faiss.IndexFlatIP(dim)

@@ -23,12 +23,12 @@ from iznet.gallery import GalleryStore
 from iznet.gallery.index import distance
 from iznet.imageio import ImageError, decode_image
 from iznet.serving import Current
+from iznet.sizes import EMBEDDING_DIM
 from iznet.store import ArtifactStore
 from iznet.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
 from services import common
 
 MAX_TOP_K = 100
-DIM = 128
 
 
 def identity_pb(name: str, person_id: str, unknown: bool, score: float, distance: float,
@@ -39,8 +39,8 @@ def identity_pb(name: str, person_id: str, unknown: bool, score: float, distance
 
 def vectors_from_pb(vectors) -> np.ndarray:
     arr = np.array([list(v.values) for v in vectors], np.float32)
-    if arr.ndim != 2 or arr.shape[1] != DIM:
-        raise UserInputError(f"vectors must have {DIM} values each")
+    if arr.ndim != 2 or arr.shape[1] != EMBEDDING_DIM:
+        raise UserInputError(f"vectors must have {EMBEDDING_DIM} values each")
     return arr
 
 

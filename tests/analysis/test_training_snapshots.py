@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from iznet.cli import main
 from iznet.synthetic import make_people
 
 
+@pytest.mark.slow  # a real training run
 def test_embed_train_takes_snapshots_at_the_chosen_sample_counts(tmp_path, capsys):
     make_people(tmp_path / "people", people=4, photos=8, seed=3, size=64)
     out = tmp_path / "run"

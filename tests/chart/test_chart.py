@@ -22,7 +22,7 @@ K8S_VERSIONS = ["1.27.0", kubernetes_validate.latest_version()]
 FULL = f"{RELEASE}-iznet"
 
 
-def test_the_ci_value_sets_are_the_ones_the_issue_names():
+def test_the_ci_value_sets_cover_every_deployment_mode():
     assert {"default", "gpu", "kuberay", "external-redis", "triton"} <= set(VALUE_SETS)
 
 

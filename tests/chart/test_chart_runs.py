@@ -4,8 +4,7 @@ place of the pod network and the fixed container ports, a temporary store in pla
 store with deploy/kind/seed_standin.py exactly as `make deploy-local` does, check each service with the
 standard gRPC health service (what the chart's probes call), and label a photo through the gateway.
 
-This is what `make deploy-local` does on kind, minus Kubernetes. It needs the services (issue-7); until they
-are merged it skips."""
+This is what `make deploy-local` does on kind, minus Kubernetes."""
 
 from __future__ import annotations
 
@@ -27,19 +26,6 @@ from tests.chart.conftest import REPO, one, pod_spec, render
 pytestmark = pytest.mark.slow
 
 SERVICES = ("detection", "embedding", "gallery")
-
-
-
-
-def _need(module: str, why: str) -> None:
-    import importlib.util
-
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        found = False
-    if not found:
-        pytest.skip(f"{module} is not on this branch yet ({why})")
 
 
 def _local(container: dict, store: Path, ports: dict[str, int], metrics: int) -> tuple[list[str], dict]:
@@ -128,8 +114,6 @@ class _Stack:
 @pytest.fixture(scope="module")
 def stack(helm, tmp_path_factory):
     """The store seeded and the three services started from their rendered containers (once per module)."""
-    _need("services.gallery", "issue-7-services")
-    _need("iznet.pipeline", "issue-7-services")
     s = _Stack(helm, tmp_path_factory.mktemp("chart-run"))
     try:
         s.seed()
@@ -146,8 +130,6 @@ def test_rendered_service_containers_start_and_answer_their_probes(stack):
 
 def test_rendered_gateway_labels_a_photo(stack):
     """The whole path deploy-local.sh ends with: a held-out photo through the gateway to the three services."""
-    _need("services.gateway", "issue-7-services")
-    _need("ray", "the serve extra, issue-7-services")
     stack.start("gateway", 240)
     from iznet.client import GatewayClient
     from iznet.synthetic import make_people

@@ -1,9 +1,6 @@
 """The chart cannot drift from the code: the commands, flags, ports and environment it gives each container
 must be the contract in ``iznet/roles.py``, and that contract must be what the real entry points accept
-(``services.*`` click commands, ``iznet jobs worker``), what the Dockerfile builds, and what the settings read.
-
-Checks against an entry point that is not on this branch yet (the services and the jobs are merged from their
-own issues) skip, naming the module and the branch that brings it; everything else always runs."""
+(``services.*`` click commands, ``iznet jobs worker``), what the Dockerfile builds, and what the settings read."""
 
 from __future__ import annotations
 
@@ -63,8 +60,7 @@ def test_every_iznet_container_runs_a_role_of_the_contract(rendered):
             assert set(flags) == set(role.flags), (
                 f"{where}: the chart passes {sorted(flags)}, the contract says {sorted(role.flags)}")
             env = _iznet_env(c)
-            allowed = set(role.env) | set(role.pending_env)
-            assert set(env) <= allowed, f"{where}: env {sorted(set(env) - allowed)} is not in the contract"
+            assert set(env) <= set(role.env), f"{where}: env {sorted(set(env) - set(role.env))} is not in the contract"
             assert set(role.env) - roles.OPTIONAL_ENV <= set(env), f"{where}: env missing"
             assert env["IZNET_STORE"]["value"] == roles.STORE_MOUNT
             assert {"name": "store", "mountPath": roles.STORE_MOUNT} in c["volumeMounts"]
@@ -85,6 +81,12 @@ def test_every_iznet_container_runs_a_role_of_the_contract(rendered):
                 else:
                     assert c[probe]["tcpSocket"]["port"] == role.port, f"{where}: {probe} is not a TCP probe"
     assert seen == set(roles.ROLES), f"roles the chart never runs: {set(roles.ROLES) - seen}"
+
+
+def test_optional_env_is_set_by_some_configuration(rendered):
+    """Each variable the contract calls optional is set by at least one of the checked value sets."""
+    set_somewhere = {v for docs in rendered.values() for _d, c in _iznet_containers(docs) for v in _iznet_env(c)}
+    assert roles.OPTIONAL_ENV <= set_somewhere, f"never set: {sorted(roles.OPTIONAL_ENV - set_somewhere)}"
 
 
 def test_services_route_to_the_role_ports(rendered):
@@ -136,8 +138,7 @@ def test_the_rayservice_deploys_the_contracts_serve_application(rendered):
     assert svc["spec"]["selector"]["ray.io/serve"] == "true"
     ray_version = rs["spec"]["rayClusterConfig"]["rayVersion"]
     pins = re.findall(r'"ray\[serve\]==([0-9.]+)"', (REPO / "pyproject.toml").read_text())
-    if pins:  # the serve extra arrives with the services issue
-        assert pins == [ray_version], "gateway.kuberay.rayVersion must equal the ray[serve] pin in pyproject.toml"
+    assert pins == [ray_version], "gateway.kuberay.rayVersion must equal the ray[serve] pin in pyproject.toml"
 
 
 def test_the_gateway_module_matches_the_kuberay_contract(rendered):
@@ -152,19 +153,14 @@ def test_the_gateway_module_matches_the_kuberay_contract(rendered):
     fields = {f.name for f in dataclasses.fields(gateway.GatewayConfig)}
     assert set(roles.GATEWAY_BUILDER_ARGS) <= fields, set(roles.GATEWAY_BUILDER_ARGS) - fields
     mod, attr = roles.GATEWAY_IMPORT_PATH.split(":")
-    if not hasattr(gateway, attr):
-        pytest.skip(f"{roles.GATEWAY_IMPORT_PATH} does not exist yet: KubeRay mode (gateway.kuberay.enabled) needs "
-                    f"an application builder {attr}(args: dict) in services/gateway.py ({role.provided_by})")
-    assert callable(getattr(gateway, attr))
+    assert mod == "services.gateway" and callable(getattr(gateway, attr, None)), roles.GATEWAY_IMPORT_PATH
 
 
 def test_worker_queues_are_the_jobs_queues(rendered):
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     queues = {q for w in values["workers"].values() for q in w["queues"]}
-    try:
-        from training.jobs.settings import QUEUES
-    except ModuleNotFoundError:
-        QUEUES = ("cpu", "gpu")  # the jobs issue's queues; checked for real once training.jobs is merged
+    from training.jobs.settings import QUEUES
+
     assert queues == set(QUEUES)
     for name, docs in rendered.items():
         for so in find(docs, "ScaledObject"):
@@ -205,15 +201,9 @@ def test_store_mount_in_chart_helpers_is_the_contracts():
 
 
 def _resolve(role: roles.Role) -> list[click.Command]:
-    """The click command behind a role and its parents (outermost first), or skip when not merged yet."""
+    """The click command behind a role and its parents (outermost first)."""
     mod_name, path = role.click_command.split(":")
-    try:
-        mod = importlib.import_module(mod_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (mod_name == exc.name or mod_name.startswith(exc.name + ".")):
-            pytest.skip(f"{mod_name} is not on this branch yet (it comes with {role.provided_by}); the chart "
-                        f"follows the contract in iznet/roles.py until then")
-        raise
+    mod = importlib.import_module(mod_name)
     names = path.split()
     chain = [getattr(mod, names[0])]
     for sub in names[1:]:
@@ -277,25 +267,12 @@ def test_contract_env_is_read_by_the_code(name):
                        f"options nor the code read"
 
 
-@pytest.mark.parametrize("name", [n for n in ROLE_NAMES if roles.ROLES[n].pending_env])
-def test_pending_env_is_reported_until_implemented(name):
-    role = roles.ROLES[name]
-    chain = _resolve(role)
-    read = _envvars_read(role, chain)
-    pending = {v: who for v, who in role.pending_env.items() if v not in read and not _source_mentions(role, v)}
-    if pending:
-        pytest.skip(f"{name}: the chart sets {sorted(pending)} only with triton.enabled; "
-                    f"still to be read by {sorted(set(pending.values()))}")
-
-
 def test_the_worker_is_the_iznet_jobs_worker_command():
     role = roles.ROLES["worker"]
     from iznet.cli import COMMANDS
 
     assert role.argv[0] == "iznet" and importlib.util.find_spec("iznet.__main__")
     group = role.argv[1]
-    if group not in COMMANDS:
-        pytest.skip(f"`iznet {group}` is not on this branch yet (it comes with {role.provided_by})")
     assert COMMANDS[group] == role.click_command.split()[0]
 
 
@@ -321,7 +298,7 @@ def test_role_entry_point_lists_roles_and_refuses_unknown_ones():
 def test_role_entry_point_execs_the_real_server(name):
     """`python -m iznet.roles ROLE --help` replaces itself with the role's command, which lists the flags."""
     role = roles.ROLES[name]
-    _resolve(role)  # skips while the module is not merged
+    _resolve(role)
     proc = _roles_cli(name, "--help")
     assert proc.returncode == 0, proc.stderr
     for flag in role.flags:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from iznet.detection.evaluate import benchmark, format_table, load_cmu_mit, load_imglab_xml
-from iznet.detection.teachers import make_teacher
+from iznet.registry import create_detector
 
 pytestmark = pytest.mark.shared_data
 
@@ -24,7 +24,7 @@ def test_cmu_mit_has_both_box_files_for_the_same_faces(shared_data):
 def test_haar_on_the_pascal_test_set(shared_data):
     pascal = load_imglab_xml(shared_data / "detection" / "dlib_pascal_faces" / "testing.xml", "pascal_test")
     assert len(pascal.images) == 5 and pascal.num_faces == 25
-    (r,) = benchmark([make_teacher("haar")], [pascal], progress=False)
+    (r,) = benchmark([create_detector("haar")], [pascal], progress=False)
     assert 0.2 < r.ap50 <= r.ap30 <= 1.0
     assert r.ms_per_image > 0 and r.extra["ms_640x480"] > 0
     assert "pascal_test" in format_table([r])

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from iznet.detection.darknet import build_model
@@ -31,6 +32,7 @@ def test_samples_have_boxes_inside_the_canvas(toy_photos):
     assert n_faces > 30
 
 
+@pytest.mark.slow  # a real training run
 def test_tiny_training_loss_falls(toy_photos):
     torch.manual_seed(0)
     src = _source(toy_photos)

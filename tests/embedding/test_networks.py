@@ -92,6 +92,41 @@ def test_hog_layer_sees_edges_by_orientation():
     assert horiz.sum(dim=(1, 2)).argmax() in (4,)
 
 
+def _hog_by_scatter(layer, x):
+    """The HOG layer as first written (orientation votes scattered into the bins), the reference for the
+    element-wise one: trained weights must keep giving the same vectors."""
+    import math
+
+    import torch.nn.functional as F
+
+    g = x.mean(1, keepdim=True)
+    gx = F.conv2d(F.pad(g, (1, 1, 0, 0), mode="replicate"), layer.kx)
+    gy = F.conv2d(F.pad(g, (0, 0, 1, 1), mode="replicate"), layer.ky)
+    mag = torch.sqrt(gx * gx + gy * gy + 1e-8)
+    pos = torch.remainder(torch.atan2(gy, gx), math.pi) / (math.pi / layer.bins) - 0.5
+    lo = torch.floor(pos)
+    w_hi = pos - lo
+    lo = torch.remainder(lo, layer.bins).long()
+    hist = torch.zeros(g.shape[0], layer.bins, *g.shape[2:], dtype=x.dtype)
+    hist.scatter_add_(1, lo, mag * (1 - w_hi))
+    hist.scatter_add_(1, torch.remainder(lo + 1, layer.bins), mag * w_hi)
+    blocks = F.normalize(F.unfold(F.avg_pool2d(hist, layer.cell), 2), dim=1, eps=1e-6).clamp(max=0.2)
+    return F.normalize(blocks, dim=1, eps=1e-6).flatten(1)
+
+
+@pytest.mark.parametrize("cell", [4, 8, 16])
+def test_hog_layer_equals_the_scatter_formulation(cell):
+    from iznet.embedding.networks import HOGLayer
+
+    torch.manual_seed(cell)
+    layer = HOGLayer(cell=cell)
+    flat = torch.zeros(2, 3, 32, 32)
+    flat[1, :, :, 16:] = 1.0  # flat regions (zero gradient) and one edge
+    for x in (torch.rand(4, 3, 64, 64), torch.randn(2, 3, 48, 48) * 3, flat,
+              torch.randint(0, 2, (2, 3, 32, 32)).float()):
+        assert torch.allclose(layer(x), _hog_by_scatter(layer, x), atol=1e-5, rtol=0)
+
+
 def test_lbp_layer_histograms_uniform_patterns_per_cell():
     from iznet.embedding.networks import LBPLayer, _uniform_lbp_table
 

@@ -72,7 +72,7 @@ def test_study_example_each_of_9_triplets_has_probability_one_ninth():
 
 
 def test_study_weighting_is_not_uniform_for_triplets():
-    # weighting anchor classes by C(n_i, 2) alone (the study's / issue's formula) gives 1/12 and 1/8, not 1/9
+    # weighting anchor classes by C(n_i, 2) alone (the study's / DESIGN.md's formula) gives 1/12 and 1/8, not 1/9
     labels = [1, 1, 2, 2, 2]
     support = all_triplets(labels)
     s = UniformTripletSampler(labels, seed=2, weighting="study")

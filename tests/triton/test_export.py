@@ -14,6 +14,7 @@ from tritonclient.grpc import model_config_pb2
 
 from iznet.cli import main as iznet_main
 from iznet.embedding.embedder import load_embedder
+from iznet.embedding.networks import NETWORKS
 from iznet.embedding.onnx_export import EXPORT_ATOL, EmbedderGraph, export_onnx, sample_crops
 from iznet.errors import PreconditionError
 from iznet.triton.repository import ServingOptions, export_to_store
@@ -80,19 +81,36 @@ def test_onnx_batch_axis_is_dynamic_and_matches_torch(small_model, tmp_path):
     assert meta["version"]["digest"] == emb.version["digest"] and meta["flip_tta"] is True
 
 
-# tiny versions of the big nets (their maxout, L2 pooling and inception blocks must all export)
+# Every registered network, small: the big nets' maxout, L2 pooling and inception blocks, the HOG and LBP
+# features (with flat patches, where the gradient is zero) must all export.
 TINY = {
-    "nn1": dict(input_size=96, width=0.125, fc_width=64),
-    "nn2": dict(input_size=96, width=0.125),
-    "inception_v3": dict(input_size=139, width=0.125),
+    "small": dict(input_size=32, width=0.25),
+    "hog": dict(input_size=32),
+    "hog_lbp": dict(input_size=32),
+    "nn1": dict(input_size=64, width=0.125, fc_width=64),
+    "nn2": dict(input_size=64, width=0.125),
+    "inception_v3": dict(input_size=75, width=0.125),
 }
+
+
+def test_the_export_test_covers_every_registered_network():
+    assert sorted(TINY) == sorted(NETWORKS)
 
 
 @pytest.mark.parametrize("network", sorted(TINY))
 def test_every_network_exports_within_tolerance(network, tmp_path):
-    model = write_embedder(tmp_path / network, network=network, flip_tta=False, **TINY[network])
-    report = export_onnx(load_embedder(model), tmp_path / f"{network}.onnx")
+    emb = load_embedder(write_embedder(tmp_path / network, network=network, flip_tta=False, **TINY[network]))
+    path = tmp_path / f"{network}.onnx"
+    report = export_onnx(emb, path)
     assert report["check"]["max_abs_diff"] <= EXPORT_ATOL
+    size = TINY[network]["input_size"]
+    crops = sample_crops(3, size, seed=5)
+    crops[0] = 128  # a flat grey crop: no gradient anywhere
+    crops[1, : size // 2] = 30  # half flat
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["embedding"], {"crops": crops})[0]
+    with torch.inference_mode():
+        ref = EmbedderGraph(emb.model, emb.preprocess, emb.flip_tta)(torch.from_numpy(crops)).numpy()
+    assert np.isfinite(got).all() and np.abs(got - ref).max() <= EXPORT_ATOL
 
 
 def test_export_refuses_a_failed_check_and_publishes_nothing(small_model, tmp_path):

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from iznet.errors import ImageError, NotFoundError, PreconditionError, UserInputError
+from iznet.errors import ImageError, NotFoundError, UserInputError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp", ".tif", ".tiff"}
 _NUMBER = re.compile(r"_(\d+)$")
@@ -93,20 +93,10 @@ def choose_people(faces: list[Face], top: int | None = None, names: list[str] | 
 
 
 def load_model(path: str | Path, threads: int = 1):
-    """``iznet.embedding.load_embedder(path)``, with a clear error when that module is not installed."""
-    try:
-        try:
-            from iznet.embedding import load_embedder
-        except ImportError:
-            from iznet.embedding.embedder import load_embedder
-    except ImportError as exc:
-        raise PreconditionError(
-            f"--model needs iznet.embedding.load_embedder (the recognition issue), which is not installed "
-            f"here ({exc}); embed elsewhere and pass --embeddings FILE.npz instead") from None
-    try:
-        return load_embedder(path, threads=threads)
-    except TypeError:  # an embedder without the threads keyword
-        return load_embedder(path)
+    """The trained embedder at ``path`` (:func:`iznet.embedding.load_embedder`)."""
+    from iznet.embedding import load_embedder
+
+    return load_embedder(path, threads=threads)
 
 
 def model_card(embedder: Any) -> dict[str, Any]:

