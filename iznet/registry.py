@@ -188,6 +188,8 @@ def create_detector(spec: str | None = "default", *, store: str | os.PathLike[st
         return entry.build(**kwargs)
     folder = _store_dir(spec, store)
     path = folder if folder is not None else Path(spec).expanduser()
+    if not path.exists() and (path.suffix in (".pt", ".json", ".onnx") or os.sep in spec):
+        raise NotFoundError(f"detector {spec}: not found (no such file or folder)")
     if path.suffix == ".onnx":
         from iznet.detection.teachers import UltraLightTeacher
 
@@ -307,6 +309,8 @@ def create_embedder(spec: str | None = "default", backend: str = "torch", *, thr
     path = Path(spec).expanduser()
     if path.exists():
         return _trained_embedder(path, backend, threads, **kwargs)
+    if os.sep in spec or path.suffix in (".pt", ".json", ".onnx"):
+        raise NotFoundError(f"embedding model {spec}: not found (no such file or folder)")
     raise UserInputError(f"unknown embedding model {spec!r}: choose one of {', '.join(embedder_names())}, a "
                          "trained model's folder or models/NAME")
 
