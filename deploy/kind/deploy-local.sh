@@ -4,7 +4,7 @@
 #   1. creates the kind cluster (deploy/kind/cluster.yaml) unless it exists
 #   2. builds the image (deploy/Dockerfile) and loads it into the cluster's node
 #   3. installs the Helm chart (deploy/chart/iznet with deploy/kind/values.yaml)
-#   4. seeds the empty store with the baseline model and a generated gallery (deploy/kind/seed_standin.py)
+#   4. seeds the empty store with the default model (dlib-resnet) and a generated gallery (deploy/kind/seed_standin.py)
 #   5. waits until every Deployment is available
 #   6. labels one photo through a port-forward to the gateway: `iznet label --server 127.0.0.1:PORT PHOTO`
 #
@@ -54,7 +54,7 @@ say "helm upgrade --install $RELEASE (namespace $NAMESPACE)"
   --namespace "$NAMESPACE" --create-namespace \
   -f deploy/kind/values.yaml --set image.tag="$IMAGE_TAG" ${HELM_ARGS:-}
 
-say "seeding the store (baseline model, generated gallery)"
+say "seeding the store (default model, generated gallery)"
 "${K[@]}" -n "$NAMESPACE" rollout status "deployment/${FULL}-worker-cpu" --timeout=10m
 "${K[@]}" -n "$NAMESPACE" exec -i "deployment/${FULL}-worker-cpu" -- python - < deploy/kind/seed_standin.py
 

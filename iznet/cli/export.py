@@ -18,7 +18,7 @@ def _batches(value: str) -> tuple[int, ...]:
 
 
 @click.command()
-@click.argument("model", type=click.Path(exists=True))
+@click.argument("model")
 @click.option("--store", type=click.Path(file_okay=False), default=None,
               help="Artifact store; the Triton model repository is <store>/triton. [$IZNET_STORE or ~/.iznet]")
 @click.option("--name", default="iznet_embedder", show_default=True, help="Model name in Triton's repository.")
@@ -42,7 +42,7 @@ def _batches(value: str) -> tuple[int, ...]:
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON.")
 def export(model, store, name, max_batch_size, preferred_batch_sizes, max_queue_delay_us, gpu_instances,
            cpu_instances, onnx_threads, atol, current, threads, as_json) -> None:
-    """Export a trained embedder (MODEL: its directory with model.pt + model.json) to ONNX with a dynamic batch
+    """Export an embedder (MODEL: dlib-resnet, or a trained model's directory with model.pt + model.json) to ONNX with a dynamic batch
     axis, check it against torch on the same inputs, and publish it as the next version of a Triton model
     repository in the store (<store>/triton/NAME/<version>/model.onnx, config.pbtxt for the ONNX Runtime
     backend on GPUs, configs/python_cpu.pbtxt for CPU-only Triton builds)."""

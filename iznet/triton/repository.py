@@ -133,18 +133,24 @@ def check_name(name: str) -> str:
 def export_to_store(model: str | Path, store: str | Path, name: str = "iznet_embedder",
                     opts: ServingOptions | None = None, make_current: bool = True, atol: float | None = None,
                     threads: int | None = None) -> dict:
-    """Export the trained embedder at ``model`` (its folder, or ``<store>/models/<name>`` for the current
-    version) as the next version of ``<store>/triton/<name>``."""
-    from iznet.embedding.embedder import load_embedder
+    """Export the embedder ``model`` (a registered torch network such as ``dlib-resnet``, a trained model's
+    folder, or ``<store>/models/<name>`` for the current version) as the next version of
+    ``<store>/triton/<name>``."""
     from iznet.embedding.onnx_export import EXPORT_ATOL, card_summary, export_onnx
+    from iznet.registry import EMBEDDERS, create_embedder
 
     opts = (opts or ServingOptions()).validate()
     store = ArtifactStore(store)
     check_name(name)
-    model = Path(model)
-    if model.is_dir() and not (model / "model.pt").exists() and (model / "CURRENT").is_file():
-        model = model / (model / "CURRENT").read_text().strip()  # a model in the store: its current version
-    emb = load_embedder(model, threads=threads)
+    if str(model) in EMBEDDERS or str(model) == "default":
+        emb = create_embedder(str(model), threads=threads)
+        if not hasattr(emb, "model"):
+            raise PreconditionError(f"{model} is not a torch network (nothing to export to ONNX)")
+    else:
+        model = Path(model)
+        if model.is_dir() and not (model / "model.pt").exists() and (model / "CURRENT").is_file():
+            model = model / (model / "CURRENT").read_text().strip()  # a model in the store: its current version
+        emb = create_embedder(str(model), threads=threads)
     card = card_summary(emb)
     model_dir = store.dir(KIND, name)
     # Triton's config is per model, not per version: every version under one name must fit it.
@@ -161,7 +167,8 @@ def export_to_store(model: str | Path, store: str | Path, name: str = "iznet_emb
     try:
         report = export_onnx(emb, staged / "model.onnx", atol=atol if atol is not None else EXPORT_ATOL)
         shutil.copyfile(resources.files("iznet.triton").joinpath("python_backend_model.py"), staged / "model.py")
-        report["source"] = str(Path(model).resolve())
+        report["source"] = str(model) if str(model) in EMBEDDERS or str(model) == "default" else \
+            str(Path(model).resolve())
         report["serving"] = asdict(opts)
         atomic_write_json(staged / "export.json", report)
         version = store.publish(KIND, name, staged, make_current=False)

@@ -82,7 +82,7 @@ class _Stack:
         seeded = subprocess.run([sys.executable, str(REPO / "deploy" / "kind" / "seed_standin.py")], text=True,
                                 capture_output=True, env={**os.environ, "IZNET_STORE": str(self.store)}, timeout=300)
         assert seeded.returncode == 0, seeded.stderr
-        assert "galleries ['default']" in seeded.stdout and "baseline-lbp" in seeded.stdout
+        assert "galleries ['default']" in seeded.stdout and "dlib-resnet" in seeded.stdout
 
     def start(self, name: str, timeout: float) -> None:
         import grpc

@@ -195,3 +195,28 @@ def test_a_server_that_goes_down_is_unavailable(store, crops, tmp_path):
         if proc:
             proc.stop()
 
+
+
+def test_the_imported_dlib_resnet_is_served_by_triton_like_torch(triton, store):
+    """dlib's ResNet, ported here, goes through `iznet export` and Triton like any trained model."""
+    from iznet.embedding.onnx_export import sample_crops
+    from iznet.registry import create_embedder
+
+    torch_emb = create_embedder("dlib-resnet", threads=1)
+    report = export_to_store("dlib-resnet", store, name="dlib", opts=OPTS)
+    assert report["check"]["max_abs_diff"] <= BACKEND_ATOL
+    chips = list(sample_crops(3, 150, seed=5))
+
+    def served():
+        try:
+            return make_backend("triton", triton_url=triton.grpc_url, triton_model="dlib")
+        except UnavailableError:
+            return None
+
+    remote = wait_for(served, timeout=90)
+    assert remote is not None, "Triton did not load the exported dlib-resnet"
+    assert remote.version["digest"] == torch_emb.version["digest"] and str(remote.chip) == "dlib:150:0.25"
+    np.testing.assert_allclose(remote.embed(chips), torch_emb.embed(chips), atol=BACKEND_ATOL)
+    onnx_emb = create_embedder("dlib-resnet", backend="onnx", threads=1)
+    np.testing.assert_allclose(onnx_emb.embed(chips), torch_emb.embed(chips), atol=BACKEND_ATOL)
+    remote.close()
