@@ -2,9 +2,10 @@
 
     from iznet.client import GatewayClient
     with GatewayClient("127.0.0.1:50051", api_key=None) as gw:
-        result = gw.label("group.jpg", annotate=True)
+        result = gw.label("group.jpg", annotate=True)   # an iznet.pipeline.LabelResult, as in-process
         for face in result.faces:
             print(face.name, face.score, face.box)
+        result.to_json()                                # the JSON `iznet label` writes, either way
         for r in gw.label_many(["a.jpg", "b.jpg"]):
             ...
 
@@ -15,14 +16,15 @@ Errors come back as :class:`GatewayError` with the gRPC code name (``INVALID_ARG
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Union
 
 import grpc
 
 from iznet.errors import IZNetError, UserInputError
+from iznet.pipeline import DEFAULT_MIN_FACE, LabelOptions, LabelResult
 from iznet.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from iznet.wire import label_result_from_pb, options_pb
 
 ImageInput = Union[str, os.PathLike, bytes]
 
@@ -36,76 +38,9 @@ class GatewayError(IZNetError):
         self.grpc_code = code
 
 
-@dataclass(frozen=True)
-class Version:
-    name: str
-    version: str
-    digest: str
-    kind: str = ""
-
-
-@dataclass(frozen=True)
-class GalleryInfo:
-    name: str
-    version: int
-    model: Version
-    people: int
-    exemplars: int
-
-
-@dataclass(frozen=True)
-class LabelledFace:
-    box: tuple[float, float, float, float]
-    detection_score: float
-    name: str
-    unknown: bool
-    score: float
-    distance: float
-    threshold: float
-    crop: bytes = b""
-
-
-@dataclass(frozen=True)
-class LabelResult:
-    image_id: str
-    width: int
-    height: int
-    faces: list[LabelledFace]
-    annotated: bytes
-    detector: Version
-    embedder: Version
-    gallery: GalleryInfo
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    error: str = ""
-
-    @property
-    def names(self) -> list[str]:
-        return [f.name for f in self.faces]
-
-    def to_json(self) -> dict:
-        """The answer as the JSON `iznet label --server` writes beside the annotated photo."""
-        return {"image_id": self.image_id, "width": self.width, "height": self.height,
-                "faces": [{"box": [round(v, 2) for v in f.box], "detection_score": round(f.detection_score, 4),
-                           "name": f.name, "unknown": f.unknown, "score": round(f.score, 6),
-                           "distance": round(f.distance, 6), "threshold": round(f.threshold, 6)}
-                          for f in self.faces],
-                "detector": self.detector.__dict__, "embedder": self.embedder.__dict__,
-                "gallery": {**self.gallery.__dict__, "model": self.gallery.model.__dict__},
-                "timings_ms": self.timings_ms}
-
-
-def _version(v: common_pb2.ModelVersion) -> Version:
-    return Version(v.name, v.version, v.digest, v.kind)
-
-
 def result_from_pb(r: gateway_pb2.LabelResponse) -> LabelResult:
-    faces = [LabelledFace((f.box.x1, f.box.y1, f.box.x2, f.box.y2), f.box.score, f.identity.name or "unknown",
-                          f.identity.unknown, f.identity.score, f.identity.distance, f.identity.threshold, f.crop)
-             for f in r.faces]
-    g = r.gallery
-    return LabelResult(r.image_id, r.width, r.height, faces, r.annotated, _version(r.detector), _version(r.embedder),
-                       GalleryInfo(g.name, g.version, _version(g.model), g.people, g.exemplars), dict(r.timings.ms),
-                       r.error)
+    """The gateway's answer as the in-process pipeline's own :class:`~iznet.pipeline.LabelResult`."""
+    return label_result_from_pb(r)
 
 
 def _image(image: ImageInput, image_id: str = "") -> common_pb2.Image:
@@ -130,10 +65,12 @@ class GatewayClient:
         self.stub = gateway_pb2_grpc.GatewayStub(self.channel)
 
     @staticmethod
-    def options(gallery: str = "", annotate: bool = False, min_score: float = 0.0, threshold: float = 0.0,
-                return_crops: bool = False) -> gateway_pb2.LabelOptions:
-        return gateway_pb2.LabelOptions(gallery=gallery, annotate=annotate, min_score=min_score, threshold=threshold,
-                                        return_crops=return_crops)
+    def options(gallery: str = "", annotate: bool = False, min_score: float = 0.0, threshold: float | None = None,
+                return_crops: bool = False, min_face: int = DEFAULT_MIN_FACE) -> gateway_pb2.LabelOptions:
+        """The same :class:`~iznet.pipeline.LabelOptions` the in-process pipeline takes (checked here)."""
+        opts = LabelOptions(min_face=min_face, min_score=min_score, threshold=threshold or None,
+                            return_crops=return_crops)
+        return options_pb(opts, gallery=gallery, annotate=annotate)
 
     def label(self, image: ImageInput, *, image_id: str = "", timeout: float | None = None, **options) -> LabelResult:
         """Label one photo (a path or encoded bytes)."""

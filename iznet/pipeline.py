@@ -1,21 +1,28 @@
-"""The one core pipeline: a photo in; every face boxed, aligned, embedded, looked up and named.
+"""The one labelling path: a photo in; every face boxed, aligned, embedded, looked up and named.
 
-``Pipeline(detector, embedder, gallery)`` is what the CLI runs now and what the services will serve
-unchanged: the gateway's ``Label`` maps :class:`LabelResult` onto ``iznet.v1.LabelResponse`` field by field
-(box, landmarks, identity with name/unknown/score/distance/threshold, the detector, embedder and gallery
-versions, per-stage timings). Enrollment goes through the same detection and alignment, so gallery crops
-look exactly like the crops labelling compares them with, and like the dataset builder's training crops
-(the same :func:`iznet.data.align.align_face` with the same size and margin).
+Labelling is three stages, and every client runs the same ones:
+
+- :func:`locate`: detect the faces and cut each one to the embedder's chip (what the detection service serves);
+- :func:`identify`: embed the usable crops and look them up in the gallery (the embedding and gallery services);
+- :func:`assemble`: a pure function from those results and the :class:`LabelOptions` to one
+  :class:`LabelResult` (faces too small to recognise, unknowns and their threshold, notes, reading order,
+  the versions that answered).
+
+:class:`Pipeline` runs the three in-process; the gateway runs ``locate`` and ``identify`` behind the services
+and calls the same ``assemble``; :mod:`iznet.wire` carries a ``LabelResult`` over gRPC and back, so
+``iznet label`` and ``iznet label --server`` write the same JSON. Enrollment goes through the same detection
+and alignment, so gallery crops look exactly like the crops labelling compares them with.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -24,8 +31,8 @@ from iznet.detection.find import detect_faces
 from iznet.detection.types import Detector, FaceBox
 from iznet.errors import IZNetError, NotFoundError, UserInputError
 from iznet.gallery.gallery import UNKNOWN, Gallery, GalleryStore, Match
-from iznet.sizes import EMBEDDING_DIM
 from iznet.imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, decode_image, read_image
+from iznet.sizes import EMBEDDING_DIM
 
 #: Faces smaller than this (pixels across) are reported but not recognised: too few pixels to tell anyone.
 DEFAULT_MIN_FACE = 20
@@ -35,23 +42,81 @@ def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 2)
 
 
-def detector_version(detector: Detector) -> dict[str, str]:
+class Record(dict):
+    """A version record (a model's or a gallery's): a dict, as the JSON has it, whose fields also read as
+    attributes (``result.embedder.digest``)."""
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
+def model_version(version: dict | None, kind: str, chip: Any = "") -> Record:
+    """The one shape of a model's version everywhere: name, version, digest, kind, chip."""
+    v = dict(version or {})
+    return Record(name=str(v.get("name", "")), version=str(v.get("version", "")), digest=str(v.get("digest", "")),
+                  kind=str(v.get("kind") or kind), chip=str(v.get("chip") or chip or ""))
+
+
+def gallery_version(info: dict | None) -> Record:
+    """The one shape of a gallery's version: name, version, model, people, exemplars, threshold."""
+    if not info:
+        return Record()
+    return Record(name=str(info.get("name", "")), version=int(info.get("version") or 0),
+                  model=model_version(info.get("model"), "embedder"), people=int(info.get("people") or 0),
+                  exemplars=int(info.get("exemplars") or 0), threshold=float(info.get("threshold") or 0.0))
+
+
+def detector_version(detector: Detector) -> Record:
     v = getattr(detector, "version", None)
     if isinstance(v, dict):
-        return {**{k: str(x) for k, x in v.items()}, "kind": "detector"}
-    return {"name": str(getattr(detector, "name", type(detector).__name__)), "version": "teacher", "digest": "",
-            "kind": "detector"}
+        return model_version(v, "detector")
+    return model_version({"name": str(getattr(detector, "name", type(detector).__name__)), "version": "unknown"},
+                         "detector")
+
+
+def embedder_version(embedder) -> Record:
+    return model_version(getattr(embedder, "version", None), "embedder", getattr(embedder, "chip", ""))
+
+
+# ---------------------------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """Everything a caller may set for one Label answer: the same for the CLI, the gateway and the client."""
+
+    #: Faces smaller than this (pixels across) are reported but not recognised.
+    min_face: int = DEFAULT_MIN_FACE
+    #: Detections below this detector score are dropped.
+    min_score: float = 0.0
+    #: The unknown threshold (similarity); None: the gallery's calibrated one.
+    threshold: float | None = None
+    #: Keep each face's aligned crop in the answer.
+    return_crops: bool = False
+
+    def __post_init__(self) -> None:
+        if int(self.min_face) < 1:
+            raise UserInputError(f"min_face must be at least 1 pixel, not {self.min_face}")
+        if not math.isfinite(float(self.min_score)):
+            raise UserInputError(f"min_score must be a number, not {self.min_score}")
+        if self.threshold is not None and not (math.isfinite(float(self.threshold))
+                                               and -1.0 <= float(self.threshold) <= 1.0):
+            raise UserInputError(f"threshold must be a similarity in [-1, 1], not {self.threshold}")
 
 
 @dataclass
 class FaceResult:
     box: FaceBox
-    #: The points used to level the eyes (the detector's landmarks, or eyes found in the box), or None.
+    #: The points that placed the crop (the detector's landmarks, dlib's eyes, the eyes found), or None.
     landmarks: np.ndarray | None
-    #: How the crop was aligned: "landmarks", "eyes" or "box".
+    #: How the crop was aligned: "landmarks", "shape-predictor", "eyes" or "box".
     aligned: str
     identity: Match
-    crop: np.ndarray | None = None
+    #: The aligned crop when asked for (an array in-process, encoded bytes from the gateway).
+    crop: np.ndarray | bytes | None = None
     #: Why a face was not recognised although found (e.g. too small), or other remarks.
     note: str = ""
 
@@ -59,9 +124,23 @@ class FaceResult:
     def name(self) -> str:
         return self.identity.name
 
+    @property
+    def unknown(self) -> bool:
+        return self.identity.unknown
+
+    @property
+    def score(self) -> float:
+        return self.identity.score
+
+    @property
+    def threshold(self) -> float:
+        return self.identity.threshold
+
     def to_json(self) -> dict[str, Any]:
-        out = {"box": self.box.as_list(), "detection_score": round(float(self.box.score), 4),
-               "landmarks": None if self.landmarks is None else [[round(float(x), 1), round(float(y), 1)]
+        # float32 first: the precision every number crosses gRPC with, so both paths write the same JSON.
+        f32 = lambda v: float(np.float32(v))  # noqa: E731
+        out = {"box": self.box.as_list(), "detection_score": round(f32(self.box.score), 4),
+               "landmarks": None if self.landmarks is None else [[round(f32(x), 1), round(f32(y), 1)]
                                                                  for x, y in self.landmarks],
                "aligned": self.aligned, **self.identity.to_json()}
         if self.note:
@@ -75,19 +154,106 @@ class LabelResult:
     width: int
     height: int
     faces: list[FaceResult]
-    detector: dict[str, str]
-    embedder: dict[str, str]
-    gallery: dict[str, Any]
+    detector: Record
+    embedder: Record
+    gallery: Record
     timings: dict[str, float]
     #: True when the faces were found only after padding the photo (it is itself a tight face crop).
     padded: bool = False
     error: str = ""
+    #: The annotated photo (JPEG) when the gateway was asked for it; not part of the JSON.
+    annotated: bytes = b""
+    #: Through the gateway: crops in the embedding call that carried these faces (photos share calls).
+    embedding_batch: int = 0
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.faces]
+
+    @property
+    def timings_ms(self) -> dict[str, float]:
+        return self.timings
 
     def to_json(self) -> dict[str, Any]:
+        """The answer as `iznet label` writes it beside the annotated photo (in-process or ``--server``)."""
         return {"image_id": self.image_id, "width": self.width, "height": self.height,
-                "faces": [f.to_json() for f in self.faces], "detector": self.detector, "embedder": self.embedder,
-                "gallery": self.gallery, "timings_ms": self.timings, "padded": self.padded,
-                **({"error": self.error} if self.error else {})}
+                "faces": [f.to_json() for f in self.faces], "detector": dict(self.detector),
+                "embedder": dict(self.embedder),
+                "gallery": {**self.gallery, **({"model": dict(self.gallery["model"])} if "model" in self.gallery
+                                               else {})},
+                "timings_ms": self.timings, "padded": self.padded, **({"error": self.error} if self.error else {})}
+
+
+# ----------------------------------------------------------------------------------------------- stages
+
+
+@dataclass
+class LocatedFace:
+    """One face :func:`locate` found: the detector's box, the crop cut for the embedder, how it was cut."""
+
+    box: FaceBox
+    crop: np.ndarray | bytes | None
+    #: The points that placed the crop, or None.
+    landmarks: np.ndarray | None
+    aligned: str
+
+
+def locate(detector: Detector, image: np.ndarray, chip: ChipSpec, *, min_score: float = 0.0,
+           find_eyes: bool = True) -> tuple[list[LocatedFace], bool]:
+    """Detect + align: every face at or above ``min_score`` cut to ``chip``, and whether the faces were found
+    only after padding the photo. The detection service serves exactly this."""
+    faces, padded = detect_faces(detector, image, 1, clip=False)
+    faces = [f for f in faces if f.score >= min_score]
+    return [LocatedFace(f, *face_chip(image, f, chip, find_eyes_in_box=find_eyes)) for f in faces], padded
+
+
+def usable_faces(located: Sequence[LocatedFace], min_face: int) -> list[int]:
+    """The faces big enough to recognise (their indices): the ones to embed and look up."""
+    return [i for i, f in enumerate(located) if min(f.box.width, f.box.height) >= min_face]
+
+
+def identify(embedder, gallery: Gallery | None, crops: list[np.ndarray],
+             threshold: float | None = None) -> list[Match]:
+    """Embed + search: who each crop is (the embedding and gallery services do this behind the gateway)."""
+    if gallery is None or not crops:
+        return []
+    vecs = np.asarray(embedder.embed(crops), dtype=np.float32)
+    return gallery.search(vecs, model=embedder.version, threshold=threshold)
+
+
+def answer_threshold(options: LabelOptions, gallery: dict | None) -> float:
+    """The threshold an answer names for faces that were never looked up (the one a lookup would use)."""
+    if options.threshold is not None:
+        return float(options.threshold)
+    if gallery and gallery.get("exemplars"):
+        return float(gallery.get("threshold") or 1.0)
+    return 1.0
+
+
+def assemble(image_id: str, width: int, height: int, located: Sequence[LocatedFace], matches: dict[int, Match],
+             options: LabelOptions, *, detector: dict, embedder: dict, gallery: dict | None,
+             timings: dict[str, float] | None = None, padded: bool = False) -> LabelResult:
+    """One answer from what the stages found: a pure function, the same in-process and in the gateway.
+
+    ``matches`` maps the index of each looked-up face (see :func:`usable_faces`) to who it is; every other
+    face is ``unknown`` with the reason in its note. Faces come in reading order (left to right, then top to
+    bottom), and the answer names the detector, embedder and gallery versions that produced it."""
+    thr = answer_threshold(options, gallery)
+    results = []
+    for i, f in enumerate(located):
+        note = ""
+        m = matches.get(i)
+        if m is None:
+            m = Match(UNKNOWN, True, -1.0, 2.0, thr)
+            if min(f.box.width, f.box.height) < options.min_face:
+                note = f"too small to recognise ({min(f.box.width, f.box.height):.0f}px < {options.min_face}px)"
+            elif not gallery:
+                note = "no gallery: nobody to name"
+        results.append(FaceResult(f.box, f.landmarks, f.aligned, m, f.crop if options.return_crops else None,
+                                  note))
+    results.sort(key=lambda r: (r.box.x1, r.box.y1))
+    return LabelResult(image_id, int(width), int(height), results, model_version(detector, "detector"),
+                       model_version(embedder, "embedder"), gallery_version(gallery), dict(timings or {}), padded)
 
 
 @dataclass
@@ -176,10 +342,14 @@ class Pipeline:
 
     # ---------------------------------------------------------------------------------------- the stages
 
+    def options(self, **overrides: Any) -> LabelOptions:
+        """This pipeline's :class:`LabelOptions`, with ``overrides``."""
+        base = {"min_face": self.min_face, "min_score": self.min_score, "threshold": self.threshold}
+        return LabelOptions(**{**base, **overrides})
+
     def detect(self, image: np.ndarray) -> tuple[list[FaceBox], bool]:
         faces, padded = detect_faces(self.detector, image, 1, clip=False)
-        faces = [f for f in faces if f.score >= self.min_score]
-        return faces, padded
+        return [f for f in faces if f.score >= self.min_score], padded
 
     def align_one(self, image: np.ndarray, face: FaceBox) -> tuple[np.ndarray, np.ndarray | None, str]:
         """The crop the embedder wants (its chip), the landmarks that placed it, and how it was aligned."""
@@ -190,19 +360,20 @@ class Pipeline:
             return np.zeros((0, EMBEDDING_DIM), np.float32)
         return np.asarray(self.embedder.embed(crops), dtype=np.float32)
 
-    def versions(self) -> dict[str, Any]:
-        return {"detector": detector_version(self.detector), "embedder": dict(self.embedder.version),
-                "gallery": self.gallery.version_info() if self.gallery is not None else {}}
+    def versions(self) -> dict[str, Record]:
+        return {"detector": detector_version(self.detector), "embedder": embedder_version(self.embedder),
+                "gallery": gallery_version(self.gallery.version_info() if self.gallery is not None else None)}
 
     # -------------------------------------------------------------------------------------------- label
 
     def label(self, photo: bytes | np.ndarray | str | os.PathLike[str], image_id: str = "",
-              return_crops: bool = False) -> LabelResult:
+              return_crops: bool = False, options: LabelOptions | None = None) -> LabelResult:
         """Every face in ``photo``: box, landmarks, name or ``unknown``, score, distance, threshold.
 
         Raises :class:`~iznet.errors.ImageError` for a photo that cannot be used (corrupt, empty, too large).
         A photo without faces is an answer with no faces, not an error.
         """
+        opts = options or self.options(return_crops=return_crops)
         t_all = time.perf_counter()
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -211,40 +382,17 @@ class Pipeline:
         if not image_id and isinstance(photo, (str, os.PathLike)):
             image_id = str(photo)
         t0 = time.perf_counter()
-        faces, padded = self.detect(image)
-        timings["detect"] = _ms(t0)
+        located, padded = locate(self.detector, image, self.chip, min_score=opts.min_score, find_eyes=self.align)
+        timings["locate"] = _ms(t0)
+        usable = usable_faces(located, opts.min_face)
         t0 = time.perf_counter()
-        aligned = [self.align_one(image, f) for f in faces]
-        timings["align"] = _ms(t0)
-        usable = [i for i, f in enumerate(faces) if min(f.width, f.height) >= self.min_face]
-        t0 = time.perf_counter()
-        vecs = self._embed([aligned[i][0] for i in usable])
-        timings["embed"] = _ms(t0)
-        t0 = time.perf_counter()
-        if self.gallery is not None and len(usable):
-            matches = self.gallery.search(vecs, model=self.embedder.version, threshold=self.threshold)
-        else:
-            thr = float(self.threshold or (self.gallery.threshold_value if self.gallery and self.gallery.exemplars else 1.0))
-            matches = [Match(UNKNOWN, True, -1.0, 2.0, thr) for _ in usable]
-        timings["search"] = _ms(t0)
-        by_face = dict(zip(usable, matches))
-        results = []
-        for i, (f, (crop, lm, how)) in enumerate(zip(faces, aligned)):
-            note = ""
-            m = by_face.get(i)
-            if m is None:
-                thr = float(self.threshold or (self.gallery.threshold_value if self.gallery and self.gallery.exemplars else 1.0))
-                m = Match(UNKNOWN, True, -1.0, 2.0, thr)
-                note = (f"too small to recognise ({min(f.width, f.height):.0f}px < {self.min_face}px)")
-            elif self.gallery is None:
-                note = "no gallery: nobody to name"
-            results.append(FaceResult(f, lm, how, m, crop if return_crops else None, note))
-        # Reading order: left to right, then top to bottom.
-        results.sort(key=lambda r: (r.box.x1, r.box.y1))
+        matches = identify(self.embedder, self.gallery, [located[i].crop for i in usable], opts.threshold)
+        timings["identify"] = _ms(t0)
         timings["total"] = _ms(t_all)
         v = self.versions()
-        return LabelResult(image_id, int(image.shape[1]), int(image.shape[0]), results, v["detector"],
-                           v["embedder"], v["gallery"], timings, padded)
+        return assemble(image_id, image.shape[1], image.shape[0], located, dict(zip(usable, matches)), opts,
+                        detector=v["detector"], embedder=v["embedder"], gallery=v["gallery"] or None,
+                        timings=timings, padded=padded)
 
     # ------------------------------------------------------------------------------------------- enroll
 

@@ -29,8 +29,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from iznet.detection.types import FaceBox
 from iznet.errors import IZNetError
+from iznet.wire import gallery_version_pb, model_version_pb  # noqa: F401 - the servers' conversions
 from iznet.v1 import common_pb2
 
 log = logging.getLogger("iznet.services")
@@ -209,34 +209,6 @@ def limit_threads(n: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------- conversions
-
-
-def model_version_pb(v: dict | None) -> common_pb2.ModelVersion:
-    v = v or {}
-    return common_pb2.ModelVersion(name=str(v.get("name", "")), version=str(v.get("version", "")),
-                                   digest=str(v.get("digest", "")), kind=str(v.get("kind", "")),
-                                   chip=str(v.get("chip", "")))
-
-
-def gallery_version_pb(v: dict) -> common_pb2.GalleryVersion:
-    return common_pb2.GalleryVersion(name=v["name"], version=int(v["version"]), model=model_version_pb(v["model"]),
-                                     people=int(v["people"]), exemplars=int(v["exemplars"]))
-
-
-def face_box_pb(f: FaceBox) -> tuple[common_pb2.Box, common_pb2.Landmarks]:
-    box = common_pb2.Box(x1=f.x1, y1=f.y1, x2=f.x2, y2=f.y2, score=f.score)
-    lm = common_pb2.Landmarks(points=[common_pb2.Point(x=float(x), y=float(y)) for x, y in
-                                      (f.landmarks if f.landmarks is not None else [])])
-    return box, lm
-
-
-def face_box_from_pb(box: common_pb2.Box, lm: common_pb2.Landmarks | None = None) -> FaceBox:
-    import numpy as np
-
-    points = None
-    if lm is not None and len(lm.points):
-        points = np.array([[p.x, p.y] for p in lm.points], np.float32)
-    return FaceBox(box.x1, box.y1, box.x2, box.y2, box.score, points)
 
 
 def timings_pb(ms: dict[str, float]) -> common_pb2.Timings:

@@ -1,12 +1,12 @@
 """The gateway: a Ray Serve application with a gRPC ingress answering ``iznet.v1.Gateway``.
 ``python -m services.gateway --detection HOST:PORT --embedding HOST:PORT --gallery HOST:PORT``.
 
-``Label`` does what :meth:`iznet.pipeline.Pipeline.label` does, with the Pipeline's stages behind the services:
-detect + align (the detection service runs ``Pipeline.detect`` and ``Pipeline.align_one``) -> embed (the
-embedding service) -> search (the gallery service, ``Gallery.search``) -> draw (``iznet.drawing.annotate``,
-here). The glue of ``Pipeline.label`` that is not a separate stage (faces under ``DEFAULT_MIN_FACE`` pixels
-are reported but not recognised; faces in reading order) is repeated here in a few lines. ``LabelMany``
-streams one answer per photo. Calls to the services carry deadlines and are retried on UNAVAILABLE with
+``Label`` does what :meth:`iznet.pipeline.Pipeline.label` does, with the pipeline's stages behind the
+services: ``locate`` (the detection service, cutting the chip the embedding model wants) -> ``identify`` (the
+embedding service, then the gallery service's search) -> the core's own ``assemble`` (small faces, unknowns,
+notes, reading order, versions) -> draw (``iznet.drawing.annotate``). So an answer through the gateway is the
+in-process answer, field for field. ``LabelMany`` streams one answer per photo. The logic is
+:class:`GatewayCore`, a plain class; :func:`build_app` deploys it on Ray Serve. Calls to the services carry deadlines and are retried on UNAVAILABLE with
 backoff; the embedding calls of concurrent requests are merged into one batch (``@serve.batch``).
 
 Consistency: the vectors' model digest goes with the search, so the gallery answers from a version built with
@@ -76,189 +76,214 @@ def _channel_options(max_message_mb: int):
     return channel_options(max_message_mb)
 
 
+class GatewayCore:
+    """What the gateway does, without Ray: move a photo through the services and answer with the core's own
+    :func:`iznet.pipeline.assemble`. :func:`build_app` deploys it on Ray Serve (adding cross-request batching of
+    the embedding calls); tests drive it directly against real services."""
+
+    def __init__(self, cfg: dict | GatewayConfig):
+        import cv2
+
+        cv2.setNumThreads(1)
+        self.cfg = cfg if isinstance(cfg, GatewayConfig) else GatewayConfig(**cfg)
+        opts = _channel_options(self.cfg.max_message_mb)
+        self.channels = {name: grpc.aio.insecure_channel(getattr(self.cfg, name), options=opts)
+                         for name in ("detection", "embedding", "gallery")}
+        self.detection = detection_pb2_grpc.DetectionStub(self.channels["detection"])
+        self.embedding = embedding_pb2_grpc.EmbeddingStub(self.channels["embedding"])
+        self.gallery = gallery_pb2_grpc.GalleryStub(self.channels["gallery"])
+        #: The face chip the embedding model wants (its ModelVersion.chip), asked once, then followed from
+        #: every embedding answer (a model switch may change it).
+        self._chip = ""
+
+    # --------------------------------------------------------------------------------- calls to services
+    async def _call(self, stage: str, method, request, deadline: float):
+        """One call with a deadline; UNAVAILABLE is retried with backoff while time and attempts remain."""
+        delay = 0.05
+        for attempt in range(1, self.cfg.attempts + 1):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise GatewayError(grpc.StatusCode.DEADLINE_EXCEEDED, f"{stage}: out of time")
+            try:
+                return await method(request, timeout=min(remaining, self.cfg.call_timeout_s))
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.cfg.attempts:
+                    raise GatewayError(exc.code(), f"{stage}: {exc.details()}") from None
+            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay *= 2
+
+    async def _embed_many(self, items: list[tuple[list[bytes], float]]):
+        """Embed the crops of several requests in one call; each gets its own slice back (or the error)."""
+        flat = [common_pb2.Image(data=c) for crops, _ in items for c in crops]
+        deadline = min(d for _, d in items)
+        try:
+            resp = await self._call("embedding", self.embedding.Embed, embedding_pb2.EmbedRequest(crops=flat),
+                                    deadline)
+        except GatewayError as exc:
+            return [exc] * len(items)  # each caller raises it
+        out, i = [], 0
+        for crops, _ in items:
+            out.append((list(resp.vectors[i:i + len(crops)]), resp.model, len(flat)))
+            i += len(crops)
+        return out
+
+    async def _embed_batched(self, item: tuple[list[bytes], float]):
+        """One request's crops; the Ray deployment replaces this with a batch across concurrent requests."""
+        return (await self._embed_many([item]))[0]
+
+    async def _embed(self, crops: list[bytes], deadline: float, model_digest: str = ""):
+        if model_digest:  # pinned (a model switch in progress): a call of its own
+            resp = await self._call("embedding", self.embedding.Embed,
+                                    embedding_pb2.EmbedRequest(crops=[common_pb2.Image(data=c) for c in crops],
+                                                               model_digest=model_digest), deadline)
+            return list(resp.vectors), resp.model, len(crops)
+        result = await self._embed_batched((crops, deadline))
+        if isinstance(result, GatewayError):
+            raise result
+        return result
+
+    async def _search(self, vectors, model, gallery: str, threshold: float | None, deadline):
+        return await self._call("gallery", self.gallery.Search, gallery_pb2.SearchRequest(
+            gallery=gallery, vectors=vectors, model_digest=model.digest, threshold=threshold or 0.0), deadline)
+
+    async def _chip_for(self, deadline: float) -> str:
+        if not self._chip:
+            served = await self._call("embedding", self.embedding.GetModel, common_pb2.GetModelRequest(), deadline)
+            self._chip = served.chip or f"box:{self.cfg.crop_size}:0.2"
+        return self._chip
+
+    # ---------------------------------------------------------------------------------------- labelling
+    async def _label(self, image: common_pb2.Image, opts: gateway_pb2.LabelOptions) -> gateway_pb2.LabelResponse:
+        """:meth:`iznet.pipeline.Pipeline.label` with its stages behind the services: ``locate`` (detection),
+        ``identify`` (embedding + gallery), then the same ``assemble``."""
+        from iznet import wire
+        from iznet.errors import UserInputError
+        from iznet.pipeline import assemble, usable_faces
+
+        try:
+            options = wire.options_from_pb(opts)
+        except UserInputError as exc:
+            raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        gallery_name = opts.gallery or self.cfg.default_gallery
+        t: dict[str, float] = {}
+        start = time.perf_counter()
+        deadline = time.monotonic() + self.cfg.timeout_s
+        det = await self._call("detection", self.detection.Detect, detection_pb2.DetectRequest(
+            images=[image], min_score=options.min_score, chip=await self._chip_for(deadline)), deadline)
+        result = det.results[0]
+        if result.error:
+            raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"image {image.id!r}: {result.error}"
+                               if image.id else result.error)
+        t1 = time.perf_counter()
+        t["detect"] = (t1 - start) * 1e3
+        for k, v in det.timings.ms.items():
+            t[f"detection.{k}"] = v
+        located = [wire.located_from_pb(f) for f in result.faces]
+        usable = usable_faces(located, options.min_face)
+        matches, batch = {}, 0
+        if usable:
+            crops = [located[i].crop for i in usable]
+            vectors, model, batch = await self._embed(crops, deadline)
+            if model.chip and model.chip != self._chip:
+                self._chip = model.chip  # the model switched: later photos are cut to its chip
+            t2 = time.perf_counter()
+            t["embed"] = (t2 - t1) * 1e3
+            try:
+                found = await self._search(vectors, model, gallery_name, options.threshold, deadline)
+            except GatewayError as exc:
+                if exc.code != grpc.StatusCode.FAILED_PRECONDITION:
+                    raise
+                # A new model before its gallery: embed again with the model the gallery was built with.
+                version = await self._call("gallery", self.gallery.GetVersion, gallery_pb2.GetVersionRequest(
+                    gallery=gallery_name), deadline)
+                if not version.model.digest or version.model.digest == model.digest:
+                    raise
+                vectors, model, _ = await self._embed(crops, deadline, version.model.digest)
+                found = await self._search(vectors, model, gallery_name, options.threshold, deadline)
+            t["search"] = (time.perf_counter() - t2) * 1e3
+            matches = {i: wire.match_from_pb(m.identity, m.candidates) for i, m in zip(usable, found.matches)}
+            embedder, gallery = wire.model_version_from_pb(model), wire.gallery_version_from_pb(found.version)
+        else:  # nothing to look up: still name the versions (and the threshold) that would have answered
+            served, version = await asyncio.gather(
+                self._call("embedding", self.embedding.GetModel, common_pb2.GetModelRequest(), deadline),
+                self._call("gallery", self.gallery.GetVersion, gallery_pb2.GetVersionRequest(gallery=gallery_name),
+                           deadline))
+            embedder, gallery = wire.model_version_from_pb(served), wire.gallery_version_from_pb(version)
+        res = assemble(image.id, result.width, result.height, located, matches, options,
+                       detector=wire.model_version_from_pb(det.model), embedder=embedder, gallery=gallery,
+                       padded=result.padded)
+        res.embedding_batch = batch
+        annotated = b""
+        if opts.annotate:
+            t4 = time.perf_counter()
+            annotated = annotated_jpeg(image.data, res.faces, self.cfg.jpeg_quality)
+            t["draw"] = (time.perf_counter() - t4) * 1e3
+        t["total"] = (time.perf_counter() - start) * 1e3
+        res.timings = t
+        return wire.label_result_pb(res, annotated)
+
+    def _authorise(self, grpc_context) -> None:
+        if not self.cfg.api_keys:
+            return
+        metadata = dict(grpc_context.invocation_metadata()) if grpc_context is not None else {}
+        if metadata.get(API_KEY_HEADER) not in self.cfg.api_keys:
+            raise GatewayError(grpc.StatusCode.UNAUTHENTICATED,
+                               f"missing or wrong API key (send it as '{API_KEY_HEADER}' metadata)")
+
+    @staticmethod
+    def _fail(grpc_context, exc: GatewayError):
+        if grpc_context is not None:
+            grpc_context.set_code(exc.code)
+            grpc_context.set_details(exc.details)
+        raise exc
+
+    async def Label(self, request: gateway_pb2.LabelRequest, grpc_context=None) -> gateway_pb2.LabelResponse:
+        try:
+            self._authorise(grpc_context)
+            if not request.image.data:
+                raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "empty request: no image")
+            return await self._label(request.image, request.options)
+        except GatewayError as exc:
+            self._fail(grpc_context, exc)
+
+    async def LabelMany(self, request: gateway_pb2.LabelManyRequest, grpc_context=None):
+        try:
+            self._authorise(grpc_context)
+            if not request.images:
+                raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "empty request: no images")
+        except GatewayError as exc:
+            self._fail(grpc_context, exc)
+        # Photos are labelled concurrently (their embeddings share batches) and answered in order.
+        tasks = [asyncio.ensure_future(self._label(img, request.options)) for img in request.images]
+        try:
+            for img, task in zip(request.images, tasks):
+                try:
+                    yield await task
+                except GatewayError as exc:
+                    if exc.code != grpc.StatusCode.INVALID_ARGUMENT:
+                        self._fail(grpc_context, exc)  # the services failed: end the stream with the code
+                    yield gateway_pb2.LabelResponse(image_id=img.id, error=exc.details)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+
 def build_app(config: GatewayConfig, num_replicas: int = 1):
-    """The Ray Serve application (a bound deployment) for ``serve.run``."""
+    """The Ray Serve application (a bound deployment) for ``serve.run``: :class:`GatewayCore`, with the
+    embedding calls of concurrent requests merged into one batch (``@serve.batch``)."""
     from ray import serve
 
     @serve.deployment(name="Gateway", num_replicas=num_replicas, max_ongoing_requests=256,
                       ray_actor_options={"num_cpus": 1})
-    class Gateway:
+    class Gateway(GatewayCore):
         def __init__(self, cfg: dict):
-            import cv2
-
-            cv2.setNumThreads(1)
-            self.cfg = GatewayConfig(**cfg)
-            opts = _channel_options(self.cfg.max_message_mb)
-            self.channels = {name: grpc.aio.insecure_channel(getattr(self.cfg, name), options=opts)
-                             for name in ("detection", "embedding", "gallery")}
-            self.detection = detection_pb2_grpc.DetectionStub(self.channels["detection"])
-            self.embedding = embedding_pb2_grpc.EmbeddingStub(self.channels["embedding"])
-            self.gallery = gallery_pb2_grpc.GalleryStub(self.channels["gallery"])
-            #: The face chip the embedding model wants (its ModelVersion.chip), asked once, then followed from
-            #: every embedding answer (a model switch may change it).
-            self._chip = ""
+            super().__init__(cfg)
             self._embed_batched.set_max_batch_size(self.cfg.max_batch)
             self._embed_batched.set_batch_wait_timeout_s(self.cfg.batch_wait_ms / 1000)
 
-        # ----------------------------------------------------------------------------- calls to services
-        async def _call(self, stage: str, method, request, deadline: float):
-            """One call with a deadline; UNAVAILABLE is retried with backoff while time and attempts remain."""
-            delay = 0.05
-            for attempt in range(1, self.cfg.attempts + 1):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise GatewayError(grpc.StatusCode.DEADLINE_EXCEEDED, f"{stage}: out of time")
-                try:
-                    return await method(request, timeout=min(remaining, self.cfg.call_timeout_s))
-                except grpc.aio.AioRpcError as exc:
-                    if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.cfg.attempts:
-                        raise GatewayError(exc.code(), f"{stage}: {exc.details()}") from None
-                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-                delay *= 2
-
         @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
         async def _embed_batched(self, items: list[tuple[list[bytes], float]]):
-            """Embed the crops of several concurrent requests in one call; each gets its own slice back."""
-            flat = [common_pb2.Image(data=c) for crops, _ in items for c in crops]
-            deadline = min(d for _, d in items)
-            try:
-                resp = await self._call("embedding", self.embedding.Embed, embedding_pb2.EmbedRequest(crops=flat),
-                                        deadline)
-            except GatewayError as exc:
-                return [exc] * len(items)  # each caller raises it
-            out, i = [], 0
-            for crops, _ in items:
-                out.append((list(resp.vectors[i:i + len(crops)]), resp.model, len(flat)))
-                i += len(crops)
-            return out
-
-        async def _embed(self, crops: list[bytes], deadline: float, model_digest: str = ""):
-            if model_digest:  # pinned (a model switch in progress): a call of its own
-                resp = await self._call("embedding", self.embedding.Embed,
-                                        embedding_pb2.EmbedRequest(crops=[common_pb2.Image(data=c) for c in crops],
-                                                                   model_digest=model_digest), deadline)
-                return list(resp.vectors), resp.model, len(crops)
-            result = await self._embed_batched((crops, deadline))
-            if isinstance(result, GatewayError):
-                raise result
-            return result
-
-        async def _search(self, vectors, model, opts, deadline):
-            return await self._call("gallery", self.gallery.Search, gallery_pb2.SearchRequest(
-                gallery=opts.gallery or self.cfg.default_gallery, vectors=vectors, model_digest=model.digest,
-                threshold=opts.threshold), deadline)
-
-        # ----------------------------------------------------------------------------------- labelling
-        async def _label(self, image: common_pb2.Image, opts: gateway_pb2.LabelOptions) -> gateway_pb2.LabelResponse:
-            """What :meth:`iznet.pipeline.Pipeline.label` does, with its stages behind the services."""
-            from iznet.pipeline import DEFAULT_MIN_FACE
-
-            t = {}
-            start = time.perf_counter()
-            deadline = time.monotonic() + self.cfg.timeout_s
-            if not self._chip:
-                served = await self._call("embedding", self.embedding.GetModel, common_pb2.GetModelRequest(),
-                                          deadline)
-                self._chip = served.chip or f"box:{self.cfg.crop_size}:0.2"
-            det = await self._call("detection", self.detection.Detect, detection_pb2.DetectRequest(
-                images=[image], min_score=opts.min_score, chip=self._chip), deadline)
-            result = det.results[0]
-            if result.error:
-                raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"image {image.id!r}: {result.error}"
-                                   if image.id else result.error)
-            t1 = time.perf_counter()
-            t["detect"] = (t1 - start) * 1e3
-            for k, v in det.timings.ms.items():
-                t[f"detection.{k}"] = v
-            resp = gateway_pb2.LabelResponse(image_id=image.id, width=result.width, height=result.height,
-                                             detector=det.model)
-            faces = list(result.faces)
-            # As the Pipeline: faces too small to tell anyone apart are reported, not recognised.
-            usable = [i for i, f in enumerate(faces) if min(f.box.x2 - f.box.x1, f.box.y2 - f.box.y1) >= DEFAULT_MIN_FACE]
-            identities: dict[int, common_pb2.Identity] = {}
-            threshold = opts.threshold
-            if usable:
-                crops = [faces[i].crop for i in usable]
-                vectors, model, batch = await self._embed(crops, deadline)
-                if model.chip and model.chip != self._chip:
-                    self._chip = model.chip  # the model switched: later photos are cut to its chip
-                t2 = time.perf_counter()
-                t["embed"] = (t2 - t1) * 1e3
-                t["embed.batch_crops"] = float(batch)
-                try:
-                    found = await self._search(vectors, model, opts, deadline)
-                except GatewayError as exc:
-                    if exc.code != grpc.StatusCode.FAILED_PRECONDITION:
-                        raise
-                    # A new model before its gallery: embed again with the model the gallery was built with.
-                    version = await self._call("gallery", self.gallery.GetVersion, gallery_pb2.GetVersionRequest(
-                        gallery=opts.gallery or self.cfg.default_gallery), deadline)
-                    if not version.model.digest or version.model.digest == model.digest:
-                        raise
-                    vectors, model, _ = await self._embed(crops, deadline, version.model.digest)
-                    found = await self._search(vectors, model, opts, deadline)
-                t["search"] = (time.perf_counter() - t2) * 1e3
-                resp.embedder.CopyFrom(model)
-                resp.gallery.CopyFrom(found.version)
-                identities = {i: m.identity for i, m in zip(usable, found.matches)}
-                threshold = found.matches[0].identity.threshold if found.matches else threshold
-            for i, face in enumerate(faces):
-                identity = identities.get(i) or common_pb2.Identity(name="unknown", unknown=True, score=-1.0,
-                                                                     distance=2.0, threshold=threshold)
-                resp.faces.append(common_pb2.Face(box=face.box, landmarks=face.landmarks, identity=identity,
-                                                  crop=face.crop if opts.return_crops else b""))
-            resp.faces.sort(key=lambda f: (f.box.x1, f.box.y1))  # reading order, as the Pipeline answers
-            if opts.annotate:
-                t4 = time.perf_counter()
-                resp.annotated = annotated_jpeg(image.data, resp.faces, self.cfg.jpeg_quality)
-                t["draw"] = (time.perf_counter() - t4) * 1e3
-            t["total"] = (time.perf_counter() - start) * 1e3
-            resp.timings.CopyFrom(common_pb2.Timings(ms=t))
-            return resp
-
-        def _authorise(self, grpc_context) -> None:
-            if not self.cfg.api_keys:
-                return
-            metadata = dict(grpc_context.invocation_metadata()) if grpc_context is not None else {}
-            if metadata.get(API_KEY_HEADER) not in self.cfg.api_keys:
-                raise GatewayError(grpc.StatusCode.UNAUTHENTICATED,
-                                   f"missing or wrong API key (send it as '{API_KEY_HEADER}' metadata)")
-
-        @staticmethod
-        def _fail(grpc_context, exc: GatewayError):
-            grpc_context.set_code(exc.code)
-            grpc_context.set_details(exc.details)
-            raise exc
-
-        async def Label(self, request: gateway_pb2.LabelRequest, grpc_context=None) -> gateway_pb2.LabelResponse:
-            try:
-                self._authorise(grpc_context)
-                if not request.image.data:
-                    raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "empty request: no image")
-                return await self._label(request.image, request.options)
-            except GatewayError as exc:
-                self._fail(grpc_context, exc)
-
-        async def LabelMany(self, request: gateway_pb2.LabelManyRequest, grpc_context=None):
-            try:
-                self._authorise(grpc_context)
-                if not request.images:
-                    raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "empty request: no images")
-            except GatewayError as exc:
-                self._fail(grpc_context, exc)
-            # Photos are labelled concurrently (their embeddings share batches) and answered in order.
-            tasks = [asyncio.ensure_future(self._label(img, request.options)) for img in request.images]
-            try:
-                for img, task in zip(request.images, tasks):
-                    try:
-                        yield await task
-                    except GatewayError as exc:
-                        if exc.code != grpc.StatusCode.INVALID_ARGUMENT:
-                            self._fail(grpc_context, exc)  # the services failed: end the stream with the code
-                        yield gateway_pb2.LabelResponse(image_id=img.id, error=exc.details)
-            finally:
-                for task in tasks:
-                    task.cancel()
+            return await self._embed_many(items)
 
     return Gateway.bind(asdict(config))
 
@@ -281,21 +306,15 @@ def app_builder(args: dict):
 
 
 def annotated_jpeg(photo: bytes, faces, quality: int = 90) -> bytes:
-    """The photo with the faces drawn by the core's :func:`iznet.drawing.annotate`."""
+    """The photo with the faces (:class:`iznet.pipeline.FaceResult`) drawn by :func:`iznet.drawing.annotate`."""
     import cv2
     import numpy as np
 
     from iznet.drawing import annotate
-    from iznet.gallery.gallery import Match
     from iznet.imageio import encode_image
-    from iznet.pipeline import FaceResult
-    from services.common import face_box_from_pb
 
     image = cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR)
-    drawn = [FaceResult(face_box_from_pb(f.box), None, "", Match(f.identity.name, f.identity.unknown,
-                                                                  f.identity.score, f.identity.distance,
-                                                                  f.identity.threshold)) for f in faces]
-    return encode_image(annotate(image, drawn), ".jpg", quality)
+    return encode_image(annotate(image, faces), ".jpg", quality)
 
 
 # ------------------------------------------------------------------------------------------ process

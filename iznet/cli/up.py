@@ -71,25 +71,34 @@ def up(store, gallery, model, detector, port, api_keys, poll, log_dir):
         click.echo("stopped: " + ", ".join(f"{n} ({c})" for n, c in codes.items()))
 
 
-def _label_remote(photos, server, gallery, out, threshold, api_key, timeout) -> None:
-    """Label photos through a running gateway; prints like the in-process ``iznet label``."""
+def _label_remote(photos, server, gallery, out, threshold, min_face, min_score, api_key, timeout) -> None:
+    """Label photos through a running gateway; prints and writes what the in-process ``iznet label`` does."""
     from iznet.client import GatewayClient
     from iznet.errors import UserInputError
 
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    results, failed = [], 0
+    results, failed, readable = [], 0, []
+    for photo in photos:  # a photo that cannot be read is reported; the others are still labelled
+        try:
+            readable.append((photo, Path(photo).read_bytes()))
+        except OSError as exc:
+            failed += 1
+            click.echo(f"error: {photo}: cannot read it ({exc.strerror or exc})", err=True)
+            results.append({"image_id": str(photo), "error": f"cannot read it ({exc.strerror or exc})"})
     with GatewayClient(server, api_key=api_key, timeout=timeout) as gw:
-        for photo, result in zip(photos, gw.label_many(photos, gallery=gallery, threshold=threshold or 0.0,
-                                                       annotate=out is not None)):
+        answers = gw.label_many([data for _, data in readable], gallery=gallery, threshold=threshold,
+                                min_face=min_face, min_score=min_score, annotate=out is not None) if readable else []
+        for (photo, _), result in zip(readable, answers):
             if result.error:
                 failed += 1
                 click.echo(f"error: {photo}: {result.error}", err=True)
                 results.append({"image_id": str(photo), "error": result.error})
                 continue
+            result.image_id = str(photo)
             names = ", ".join(f.name for f in result.faces) or "no faces"
             click.echo(f"{photo}: {len(result.faces)} face(s): {names}", err=out is None)
-            doc = {**result.to_json(), "image_id": str(photo)}
+            doc = result.to_json()
             if out is not None:
                 (out / f"{Path(photo).stem}.labelled.jpg").write_bytes(result.annotated)
                 (out / f"{Path(photo).stem}.json").write_text(json.dumps(doc, indent=2) + "\n")
@@ -111,12 +120,13 @@ def _make_label_command() -> click.Command:
         # Through a server, an unspecified gallery means the server's default one.
         source = click.get_current_context().get_parameter_source("gallery_name")
         gallery = "" if source == click.core.ParameterSource.DEFAULT else kwargs["gallery_name"]
-        return _label_remote(kwargs["photos"], server, gallery, kwargs["out"], kwargs["threshold"], api_key, timeout)
+        return _label_remote(kwargs["photos"], server, gallery, kwargs["out"], kwargs["threshold"],
+                             kwargs["min_face"], kwargs["min_score"], api_key, timeout)
 
     params = [*local.params,
               click.Option(["--server"], default=None, help="Label through the gateway at HOST:PORT (as `iznet up` "
-                           "prints it) instead of in this process; --gallery, --out and --threshold apply, the "
-                           "other options are the server's."),
+                           "prints it) instead of in this process; --gallery, --out, --threshold, --min-face and "
+                           "--min-score apply, the models are the server's."),
               click.Option(["--api-key"], default=None, help="API key, when the gateway requires one."),
               click.Option(["--timeout"], default=60.0, show_default=True, type=float,
                            help="Seconds per photo through the gateway.")]

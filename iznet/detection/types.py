@@ -40,8 +40,20 @@ class FaceBox:
     def center(self) -> tuple[float, float]:
         return (self.x1 + self.x2) / 2, (self.y1 + self.y2) / 2
 
+    def __iter__(self):
+        """A box reads as its corners ``(x1, y1, x2, y2)``."""
+        return iter((self.x1, self.y1, self.x2, self.y2))
+
+    def __getitem__(self, i: int) -> float:
+        return (self.x1, self.y1, self.x2, self.y2)[i]
+
+    def __len__(self) -> int:
+        return 4
+
     def as_list(self) -> list[float]:
-        return [round(float(v), 2) for v in (self.x1, self.y1, self.x2, self.y2)]
+        """The corners rounded to 0.01 px, from their float32 values: the precision they cross gRPC with, so
+        a box reads the same in-process and from the gateway."""
+        return [round(float(np.float32(v)), 2) for v in (self.x1, self.y1, self.x2, self.y2)]
 
     def scaled(self, sx: float, sy: float | None = None) -> "FaceBox":
         sy = sx if sy is None else sy

@@ -90,7 +90,7 @@ class Candidate:
     score: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "person_id": self.person_id, "score": round(self.score, 4)}
+        return {"name": self.name, "person_id": self.person_id, "score": round(float(np.float32(self.score)), 4)}
 
 
 @dataclass
@@ -110,8 +110,10 @@ class Match:
     candidates: list[Candidate] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "unknown": self.unknown, "score": round(self.score, 6),
-                "distance": round(self.distance, 6), "threshold": round(self.threshold, 6),
+        # float32 first: the precision the numbers cross gRPC with (one JSON in-process and via the gateway).
+        f32 = lambda v: float(np.float32(v))  # noqa: E731
+        return {"name": self.name, "unknown": self.unknown, "score": round(f32(self.score), 6),
+                "distance": round(f32(self.distance), 6), "threshold": round(f32(self.threshold), 6),
                 "person_id": self.person_id, "nearest": self.nearest, "rule": self.rule,
                 "candidates": [c.to_json() for c in self.candidates]}
 
@@ -403,9 +405,10 @@ class Gallery:
 
     def version_info(self) -> dict[str, Any]:
         """The fields of iznet.v1.GalleryVersion."""
-        model = {k: self.model.get(k, "") for k in ("name", "version", "digest", "kind")}
+        model = {k: self.model.get(k, "") for k in ("name", "version", "digest", "kind", "chip")}
         return {"name": self.name, "version": self.version or 0, "model": model,
-                "people": len(self.people), "exemplars": len(self.exemplars)}
+                "people": len(self.people), "exemplars": len(self.exemplars),
+                "threshold": round(float(self.threshold_value), 6) if self.exemplars else 0.0}
 
     def __repr__(self) -> str:
         return (f"Gallery({self.name!r}, version={self.version}, people={len(self.people)}, "

@@ -57,18 +57,20 @@ class ModelVersion(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., digest: _Optional[str] = ..., kind: _Optional[str] = ..., chip: _Optional[str] = ...) -> None: ...
 
 class GalleryVersion(_message.Message):
-    __slots__ = ("name", "version", "model", "people", "exemplars")
+    __slots__ = ("name", "version", "model", "people", "exemplars", "threshold")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PEOPLE_FIELD_NUMBER: _ClassVar[int]
     EXEMPLARS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     model: ModelVersion
     people: int
     exemplars: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., model: _Optional[_Union[ModelVersion, _Mapping]] = ..., people: _Optional[int] = ..., exemplars: _Optional[int] = ...) -> None: ...
+    threshold: float
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., model: _Optional[_Union[ModelVersion, _Mapping]] = ..., people: _Optional[int] = ..., exemplars: _Optional[int] = ..., threshold: _Optional[float] = ...) -> None: ...
 
 class Timings(_message.Message):
     __slots__ = ("ms",)
@@ -94,29 +96,39 @@ class Vector(_message.Message):
     def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Identity(_message.Message):
-    __slots__ = ("name", "unknown", "score", "distance", "threshold", "person_id")
+    __slots__ = ("name", "unknown", "score", "distance", "threshold", "person_id", "nearest", "rule")
     NAME_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    NEAREST_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
     name: str
     unknown: bool
     score: float
     distance: float
     threshold: float
     person_id: str
-    def __init__(self, name: _Optional[str] = ..., unknown: _Optional[bool] = ..., score: _Optional[float] = ..., distance: _Optional[float] = ..., threshold: _Optional[float] = ..., person_id: _Optional[str] = ...) -> None: ...
+    nearest: str
+    rule: str
+    def __init__(self, name: _Optional[str] = ..., unknown: _Optional[bool] = ..., score: _Optional[float] = ..., distance: _Optional[float] = ..., threshold: _Optional[float] = ..., person_id: _Optional[str] = ..., nearest: _Optional[str] = ..., rule: _Optional[str] = ...) -> None: ...
 
 class Face(_message.Message):
-    __slots__ = ("box", "landmarks", "identity", "crop")
+    __slots__ = ("box", "landmarks", "identity", "crop", "aligned", "note", "candidates")
     BOX_FIELD_NUMBER: _ClassVar[int]
     LANDMARKS_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     CROP_FIELD_NUMBER: _ClassVar[int]
+    ALIGNED_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     box: Box
     landmarks: Landmarks
     identity: Identity
     crop: bytes
-    def __init__(self, box: _Optional[_Union[Box, _Mapping]] = ..., landmarks: _Optional[_Union[Landmarks, _Mapping]] = ..., identity: _Optional[_Union[Identity, _Mapping]] = ..., crop: _Optional[bytes] = ...) -> None: ...
+    aligned: str
+    note: str
+    candidates: _containers.RepeatedCompositeFieldContainer[Identity]
+    def __init__(self, box: _Optional[_Union[Box, _Mapping]] = ..., landmarks: _Optional[_Union[Landmarks, _Mapping]] = ..., identity: _Optional[_Union[Identity, _Mapping]] = ..., crop: _Optional[bytes] = ..., aligned: _Optional[str] = ..., note: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Identity, _Mapping]]] = ...) -> None: ...

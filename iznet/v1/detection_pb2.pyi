@@ -22,18 +22,20 @@ class DetectRequest(_message.Message):
     def __init__(self, images: _Optional[_Iterable[_Union[_common_pb2.Image, _Mapping]]] = ..., min_score: _Optional[float] = ..., crop_size: _Optional[int] = ..., max_faces: _Optional[int] = ..., chip: _Optional[str] = ...) -> None: ...
 
 class ImageDetections(_message.Message):
-    __slots__ = ("image_id", "width", "height", "faces", "error")
+    __slots__ = ("image_id", "width", "height", "faces", "error", "padded")
     IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     FACES_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    PADDED_FIELD_NUMBER: _ClassVar[int]
     image_id: str
     width: int
     height: int
     faces: _containers.RepeatedCompositeFieldContainer[_common_pb2.Face]
     error: str
-    def __init__(self, image_id: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., faces: _Optional[_Iterable[_Union[_common_pb2.Face, _Mapping]]] = ..., error: _Optional[str] = ...) -> None: ...
+    padded: bool
+    def __init__(self, image_id: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., faces: _Optional[_Iterable[_Union[_common_pb2.Face, _Mapping]]] = ..., error: _Optional[str] = ..., padded: _Optional[bool] = ...) -> None: ...
 
 class DetectResponse(_message.Message):
     __slots__ = ("results", "model", "timings")

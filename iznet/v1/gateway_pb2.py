@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from iznet.v1 import common_pb2 as iznet_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16iznet/v1/gateway.proto\x12\x08iznet.v1\x1a\x15iznet/v1/common.proto\"m\n\x0cLabelOptions\x12\x0f\n\x07gallery\x18\x01 \x01(\t\x12\x10\n\x08\x61nnotate\x18\x02 \x01(\x08\x12\x11\n\tmin_score\x18\x03 \x01(\x02\x12\x11\n\tthreshold\x18\x04 \x01(\x02\x12\x14\n\x0creturn_crops\x18\x05 \x01(\x08\"W\n\x0cLabelRequest\x12\x1e\n\x05image\x18\x01 \x01(\x0b\x32\x0f.iznet.v1.Image\x12\'\n\x07options\x18\x02 \x01(\x0b\x32\x16.iznet.v1.LabelOptions\"\\\n\x10LabelManyRequest\x12\x1f\n\x06images\x18\x01 \x03(\x0b\x32\x0f.iznet.v1.Image\x12\'\n\x07options\x18\x02 \x01(\x0b\x32\x16.iznet.v1.LabelOptions\"\xa4\x02\n\rLabelResponse\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x1d\n\x05\x66\x61\x63\x65s\x18\x04 \x03(\x0b\x32\x0e.iznet.v1.Face\x12\x11\n\tannotated\x18\x05 \x01(\x0c\x12(\n\x08\x64\x65tector\x18\x06 \x01(\x0b\x32\x16.iznet.v1.ModelVersion\x12(\n\x08\x65mbedder\x18\x07 \x01(\x0b\x32\x16.iznet.v1.ModelVersion\x12)\n\x07gallery\x18\x08 \x01(\x0b\x32\x18.iznet.v1.GalleryVersion\x12\"\n\x07timings\x18\t \x01(\x0b\x32\x11.iznet.v1.Timings\x12\r\n\x05\x65rror\x18\n \x01(\t2\x87\x01\n\x07Gateway\x12\x38\n\x05Label\x12\x16.iznet.v1.LabelRequest\x1a\x17.iznet.v1.LabelResponse\x12\x42\n\tLabelMany\x12\x1a.iznet.v1.LabelManyRequest\x1a\x17.iznet.v1.LabelResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16iznet/v1/gateway.proto\x12\x08iznet.v1\x1a\x15iznet/v1/common.proto\"\x7f\n\x0cLabelOptions\x12\x0f\n\x07gallery\x18\x01 \x01(\t\x12\x10\n\x08\x61nnotate\x18\x02 \x01(\x08\x12\x11\n\tmin_score\x18\x03 \x01(\x02\x12\x11\n\tthreshold\x18\x04 \x01(\x02\x12\x14\n\x0creturn_crops\x18\x05 \x01(\x08\x12\x10\n\x08min_face\x18\x06 \x01(\x05\"W\n\x0cLabelRequest\x12\x1e\n\x05image\x18\x01 \x01(\x0b\x32\x0f.iznet.v1.Image\x12\'\n\x07options\x18\x02 \x01(\x0b\x32\x16.iznet.v1.LabelOptions\"\\\n\x10LabelManyRequest\x12\x1f\n\x06images\x18\x01 \x03(\x0b\x32\x0f.iznet.v1.Image\x12\'\n\x07options\x18\x02 \x01(\x0b\x32\x16.iznet.v1.LabelOptions\"\xcd\x02\n\rLabelResponse\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x1d\n\x05\x66\x61\x63\x65s\x18\x04 \x03(\x0b\x32\x0e.iznet.v1.Face\x12\x11\n\tannotated\x18\x05 \x01(\x0c\x12(\n\x08\x64\x65tector\x18\x06 \x01(\x0b\x32\x16.iznet.v1.ModelVersion\x12(\n\x08\x65mbedder\x18\x07 \x01(\x0b\x32\x16.iznet.v1.ModelVersion\x12)\n\x07gallery\x18\x08 \x01(\x0b\x32\x18.iznet.v1.GalleryVersion\x12\"\n\x07timings\x18\t \x01(\x0b\x32\x11.iznet.v1.Timings\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x0e\n\x06padded\x18\x0b \x01(\x08\x12\x17\n\x0f\x65mbedding_batch\x18\x0c \x01(\x05\x32\x87\x01\n\x07Gateway\x12\x38\n\x05Label\x12\x16.iznet.v1.LabelRequest\x1a\x17.iznet.v1.LabelResponse\x12\x42\n\tLabelMany\x12\x1a.iznet.v1.LabelManyRequest\x1a\x17.iznet.v1.LabelResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,13 +33,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'iznet.v1.gateway_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LABELOPTIONS']._serialized_start=59
-  _globals['_LABELOPTIONS']._serialized_end=168
-  _globals['_LABELREQUEST']._serialized_start=170
-  _globals['_LABELREQUEST']._serialized_end=257
-  _globals['_LABELMANYREQUEST']._serialized_start=259
-  _globals['_LABELMANYREQUEST']._serialized_end=351
-  _globals['_LABELRESPONSE']._serialized_start=354
-  _globals['_LABELRESPONSE']._serialized_end=646
-  _globals['_GATEWAY']._serialized_start=649
-  _globals['_GATEWAY']._serialized_end=784
+  _globals['_LABELOPTIONS']._serialized_end=186
+  _globals['_LABELREQUEST']._serialized_start=188
+  _globals['_LABELREQUEST']._serialized_end=275
+  _globals['_LABELMANYREQUEST']._serialized_start=277
+  _globals['_LABELMANYREQUEST']._serialized_end=369
+  _globals['_LABELRESPONSE']._serialized_start=372
+  _globals['_LABELRESPONSE']._serialized_end=705
+  _globals['_GATEWAY']._serialized_start=708
+  _globals['_GATEWAY']._serialized_end=843
 # @@protoc_insertion_point(module_scope)

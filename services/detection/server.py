@@ -1,8 +1,8 @@
 """Detection service: photos in, faces (boxes, landmarks, aligned crops) out. ``python -m services.detection``.
 
-A thin layer over the core pipeline's own stages, :meth:`iznet.pipeline.Pipeline.detect` and
-:meth:`~iznet.pipeline.Pipeline.align_one` (so crops are framed exactly as in-process labelling and enrollment
-frame them). The landmarks returned are the points the crop was levelled by (the detector's, or the eyes found).
+A thin layer over the core pipeline's first stage, :func:`iznet.pipeline.locate` (so crops are cut exactly as
+in-process labelling and enrollment cut them, to the chip the request names). The landmarks returned are the
+points that placed each crop (the detector's, dlib's eyes, or the eyes found).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import time
 import click
 
 from iznet.config import load_settings
-from iznet.detection.types import FaceBox
-from iznet.data.align import DEFAULT_SIZE, ChipSpec
+from iznet import wire
+from iznet.data.align import DEFAULT_MARGIN, DEFAULT_SIZE, ChipSpec
 from iznet.errors import ImageError, UserInputError
 from iznet.imageio import decode_image, encode_image
-from iznet.pipeline import Pipeline, detector_version
+from iznet.pipeline import detector_version, locate
 from iznet.registry import create_detector
 from iznet.v1 import common_pb2, detection_pb2, detection_pb2_grpc
 from services import common
@@ -52,8 +52,9 @@ class DetectionServicer(detection_pb2_grpc.DetectionServicer):
             raise UserInputError(str(exc)) from None
         if chip is not None and request.crop_size and chip.size != request.crop_size:
             raise UserInputError(f"crop_size {request.crop_size} and chip {request.chip} disagree")
+        chip = chip or ChipSpec("box", request.crop_size or DEFAULT_CROP, DEFAULT_MARGIN)
         common.observe_batch("detection", "Detect", len(request.images))
-        t = {"decode": 0.0, "detect": 0.0, "crop": 0.0}
+        t = {"decode": 0.0, "locate": 0.0, "encode": 0.0}
         want_crops = bool(request.crop_size or request.chip)
         results = []
         for i, img in enumerate(request.images):
@@ -65,24 +66,18 @@ class DetectionServicer(detection_pb2_grpc.DetectionServicer):
                 results.append(detection_pb2.ImageDetections(image_id=img.id, error=str(exc)))
                 continue
             t1 = time.perf_counter()
-            pipe = Pipeline(self._detector(), None, size=request.crop_size or DEFAULT_CROP,
-                            min_score=request.min_score, chip=chip)
-            faces, _padded = pipe.detect(image)
+            located, padded = locate(self._detector(), image, chip, min_score=request.min_score)
             if request.max_faces > 0:
-                faces = sorted(faces, key=lambda f: -f.area)[:request.max_faces]
+                located = sorted(located, key=lambda f: -f.box.area)[:request.max_faces]
             t2 = time.perf_counter()
-            aligned = [pipe.align_one(image, f) for f in faces]
-            out = []
-            for f, (crop, landmarks, _how) in zip(faces, aligned):
-                box, lm = common.face_box_pb(FaceBox(f.x1, f.y1, f.x2, f.y2, f.score, landmarks))
-                out.append(common_pb2.Face(box=box, landmarks=lm,
-                                           crop=encode_image(crop, ".png") if want_crops else b""))
+            out = [wire.located_pb(f, encode_image(f.crop, ".png") if want_crops else b"") for f in located]
             t3 = time.perf_counter()
             t["decode"] += (t1 - t0) * 1e3
-            t["detect"] += (t2 - t1) * 1e3
-            t["crop"] += (t3 - t2) * 1e3
+            t["locate"] += (t2 - t1) * 1e3
+            t["encode"] += (t3 - t2) * 1e3
             h, w = image.shape[:2]
-            results.append(detection_pb2.ImageDetections(image_id=img.id, width=w, height=h, faces=out))
+            results.append(detection_pb2.ImageDetections(image_id=img.id, width=w, height=h, faces=out,
+                                                         padded=padded))
         return detection_pb2.DetectResponse(results=results, model=common.model_version_pb(self.version),
                                             timings=common.timings_pb(t))
 

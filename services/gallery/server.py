@@ -20,21 +20,15 @@ import numpy as np
 from iznet.config import load_settings
 from iznet.errors import UserInputError
 from iznet.gallery import GalleryStore
-from iznet.gallery.index import distance
 from iznet.imageio import ImageError, decode_image
 from iznet.serving import Current
 from iznet.sizes import EMBEDDING_DIM
 from iznet.store import ArtifactStore
 from iznet.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
+from iznet.wire import match_pb
 from services import common
 
 MAX_TOP_K = 100
-
-
-def identity_pb(name: str, person_id: str, unknown: bool, score: float, distance: float,
-                threshold: float) -> common_pb2.Identity:
-    return common_pb2.Identity(name=name, unknown=unknown, score=score, distance=distance, threshold=threshold,
-                               person_id=person_id)
 
 
 def vectors_from_pb(vectors) -> np.ndarray:
@@ -81,10 +75,7 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
         matches = gallery.search(vectors_from_pb(request.vectors), model=model, threshold=request.threshold,
                                  candidates=request.top_k or 3)
         ms = (time.perf_counter() - t0) * 1e3
-        out = [gallery_pb2.Match(
-            identity=identity_pb(m.name, m.person_id, m.unknown, m.score, m.distance, m.threshold),
-            candidates=[identity_pb(c.name, c.person_id, False, c.score, distance(c.score), m.threshold)
-                        for c in m.candidates]) for m in matches]
+        out = [match_pb(m) for m in matches]
         return gallery_pb2.SearchResponse(matches=out, version=common.gallery_version_pb(gallery.version_info()),
                                           timings=common.timings_pb({"search": ms}))
 

@@ -92,6 +92,49 @@ def test_label_answers_as_the_pipeline_in_process(world, client):
     assert red.sum() > 100, "no red boxes drawn"
 
 
+def _without_timings(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k != "timings_ms"}
+
+
+def _same_json(a, b, tol: float = 1e-5) -> bool:
+    """Equal JSON, floats within ``tol`` (the services batch their vectors differently: last-digit noise)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_json(a[k], b[k], tol) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same_json(x, y, tol) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) <= tol
+    return a == b
+
+
+def test_the_gateway_writes_the_same_json_as_the_pipeline_in_process(world, client):
+    """One labelling path: a known person, a stranger, a face below the minimum size and a photo with no
+    face, labelled in this process and through the gateway, give the same JSON (timings aside)."""
+    from iznet.pipeline import LabelOptions
+
+    cases = [("group", world.group_photo(world.people), "default", {}),
+             ("all too small", world.group_photo(world.people[:2]), "default", {"min_face": 10_000}),
+             ("no face", cv2.imencode(".jpg", np.full((240, 320, 3), 90, np.uint8))[1].tobytes(), "default", {}),
+             ("strict", world.group_photo(world.people[:2]), "default", {"threshold": 0.999, "min_score": 1.0})]
+    if world.has_frk:  # real people: Obama is not in the frk gallery, the others are
+        from iznet.config import shared_data_dir
+
+        frk = shared_data_dir() / "face_recognition_knn" / "test"
+        cases += [("stranger and known", (frk / "obama_and_biden.jpg").read_bytes(), "frk", {}),
+                  ("known", (frk / "kit_with_rose.jpg").read_bytes(), "frk", {})]
+    seen_notes, seen_unknown = set(), 0
+    for what, photo, gallery, opts in cases:
+        local = world.pipeline(gallery).label(photo, image_id=what, options=LabelOptions(**opts))
+        remote = client.label(photo, image_id=what, gallery=gallery, **opts)
+        a, b = _without_timings(local.to_json()), _without_timings(remote.to_json())
+        assert _same_json(a, b), f"{what}: in-process and gateway answers differ:\n{json.dumps(a)}\n{json.dumps(b)}"
+        seen_notes |= {f.get("note", "")[:9] for f in a["faces"]}
+        seen_unknown += sum(f["unknown"] for f in a["faces"])
+    assert "too small" in seen_notes and seen_unknown > 0
+    empty = client.label(cases[2][1], gallery="default")
+    assert empty.faces == [] and empty.gallery.threshold > 0 and empty.embedder.digest  # versions still named
+
+
 def test_label_through_the_cli(world, stack, tmp_path, capsys):
     from iznet.cli import main
 
@@ -164,7 +207,7 @@ def test_concurrent_clients_see_no_errors_and_share_embedding_batches(world, cli
     assert not errors and len(results) == 200
     assert all(same(answer(r), want[p]) for r, p in results)
     # Concurrent requests were embedded together: some call carried more crops than one photo has.
-    assert max(r.timings_ms["embed.batch_crops"] for r, _ in results) > 2
+    assert max(r.embedding_batch for r, _ in results) > 2
     print(f"200 Label calls from 8 threads in {took:.1f}s")
 
 
