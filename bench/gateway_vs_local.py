@@ -170,10 +170,10 @@ def overhead_note(local_stages: dict, remote_stages: list[dict], local_p50: floa
     def med(key: str) -> float:
         return statistics.median([s.get(key, 0.0) for s in remote_stages])
 
-    det_work = sum(med(f"detection.{k}") for k in ("decode", "detect", "crop"))
+    det_work = sum(med(f"detection.{k}") for k in ("decode", "locate", "encode"))
     parts = {
-        "in-process stages": ", ".join(f"{k} {local_stages.get(k, 0.0):.1f}" for k in ("decode", "detect", "align",
-                                                                                    "embed", "search")),
+        "in-process stages": ", ".join(f"{k} {local_stages.get(k, 0.0):.1f}" for k in ("decode", "locate",
+                                                                                    "identify")),
         "gateway extra (p50)": f"{remote_p50 - local_p50:.1f}",
         "client<->ingress<->replica": f"{remote_p50 - med('total'):.1f}",
         "detection call wire + (de)serialise": f"{med('detect') - det_work:.1f}",

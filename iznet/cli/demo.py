@@ -23,6 +23,6 @@ def demo(data: Path | None, group: Path | None, out: Path, size: str) -> None:
     """Run the whole system on one machine: build a face dataset, train an embedder, enroll a gallery,
     start the local gRPC stack, label a group photo through the gateway, and write the annotated photo, its
     JSON and the analysis report into OUT."""
-    from iznet.demo import run_demo
+    from services.demo import run_demo
 
     run_demo(data=data, out=out, group=group, size=size)

@@ -8,20 +8,9 @@ from pathlib import Path
 
 import click
 
+from services.options import triton_options
+
 BACKEND_HELP = "Embedding backend: torch (in-process), onnx (onnxruntime in-process) or triton (remote, gRPC)."
-
-
-def triton_options(f):
-    """The Triton client flags (shared with other commands that pick an embedding backend)."""
-    f = click.option("--triton-timeout", type=float, default=None, envvar="IZNET_TRITON_TIMEOUT",
-                     help="Seconds per Triton request. [30]")(f)
-    f = click.option("--triton-version", default=None, envvar="IZNET_TRITON_VERSION",
-                     help="Pin a model version on Triton [the one it serves].")(f)
-    f = click.option("--triton-model", default=None, envvar="IZNET_TRITON_MODEL",
-                     help="Model name in Triton's repository. [iznet_embedder]")(f)
-    f = click.option("--triton-url", default=None, envvar="IZNET_TRITON_URL",
-                     help="Triton's gRPC endpoint host:port. [127.0.0.1:8001]")(f)
-    return f
 
 
 @click.group()

@@ -22,7 +22,7 @@ import time
 
 import click
 
-from iznet.cli.triton import triton_options
+from services.options import triton_options
 from iznet.config import load_settings
 from iznet.embedding.backends import BACKENDS
 from iznet.embedding.backends import make_backend

@@ -1,5 +1,5 @@
 """The chart cannot drift from the code: the commands, flags, ports and environment it gives each container
-must be the contract in ``iznet/roles.py``, and that contract must be what the real entry points accept
+must be the contract in ``services/roles.py``, and that contract must be what the real entry points accept
 (``services.*`` click commands, ``iznet jobs worker``), what the Dockerfile builds, and what the settings read."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from iznet import roles
 from iznet.config import Settings
 from tests.chart.conftest import CHART, REPO, find, one, pod_spec
 
-ROLE_COMMAND = ["python", "-m", "iznet.roles"]
+ROLE_COMMAND = ["python", "-m", "services.roles"]
 
 
 def _iznet_containers(docs):
@@ -280,7 +280,7 @@ def test_the_worker_is_the_iznet_jobs_worker_command():
 
 
 def _roles_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "iznet.roles", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "services.roles", *args], capture_output=True, text=True,
                           timeout=120, cwd=REPO)
 
 
@@ -296,10 +296,10 @@ def test_role_entry_point_lists_roles_and_refuses_unknown_ones():
 
 @pytest.mark.parametrize("name", ROLE_NAMES)
 def test_role_entry_point_execs_the_real_server(name):
-    """`python -m iznet.roles ROLE --help` replaces itself with the role's command, which lists the flags."""
+    """`python -m services.roles ROLE --help` replaces itself with the role's command, which lists the flags."""
     role = roles.ROLES[name]
     _resolve(role)
     proc = _roles_cli(name, "--help")
     assert proc.returncode == 0, proc.stderr
     for flag in role.flags:
-        assert flag in proc.stdout, f"`python -m iznet.roles {name} --help` does not mention {flag}"
+        assert flag in proc.stdout, f"`python -m services.roles {name} --help` does not mention {flag}"

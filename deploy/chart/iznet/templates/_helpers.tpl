@@ -103,7 +103,7 @@ imagePullSecrets:
 {{- end -}}
 {{- end -}}
 
-{{/* Where the artifact store is mounted; iznet/roles.py STORE_MOUNT. */}}
+{{/* Where the artifact store is mounted; services/roles.py STORE_MOUNT. */}}
 {{- define "iznet.storeMount" -}}/var/lib/iznet{{- end -}}
 
 {{- define "iznet.storeClaimName" -}}

@@ -1,15 +1,15 @@
 """The deployment contract: what each role of the container image runs, on which ports, reading which settings.
 
-One image serves every role. Its entry point is ``python -m iznet.roles ROLE [FLAGS...]``, which replaces itself
+One image serves every role. Its entry point is ``python -m services.roles ROLE [FLAGS...]``, which replaces itself
 (``exec``) with the role's real command, so signals (SIGTERM on a pod's shutdown) reach the server directly::
 
-    python -m iznet.roles detection --host 0.0.0.0 --port 50051 --metrics-port 9090
-    python -m iznet.roles worker --queues cpu --concurrency 1
+    python -m services.roles detection --host 0.0.0.0 --port 50051 --metrics-port 9090
+    python -m services.roles worker --queues cpu --concurrency 1
 
 The Helm chart (``deploy/chart/iznet``) starts every container this way, with the flags, ports and environment
 listed here. ``tests/chart/test_drift.py`` renders the chart and compares it with this table, and compares this
 table with the real click commands of the servers and the CLI, so neither side can drift. This module imports
-nothing heavy: ``python -m iznet.roles --help`` answers at once.
+nothing heavy: ``python -m services.roles --help`` answers at once.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ METRICS_PORT = 9090
 class Role:
     #: The role's name: a container's first argument and the chart's ``app.kubernetes.io/component``.
     name: str
-    #: What ``python -m iznet.roles NAME`` runs: ``python -m <argv...>``.
+    #: What ``python -m services.roles NAME`` runs: ``python -m <argv...>``.
     argv: tuple[str, ...]
     #: ``"module:attribute"`` of the click command behind ``argv`` (the drift test checks it).
     click_command: str
@@ -59,7 +59,7 @@ ROLES: dict[str, Role] = {
         Role("detection", ("services.detection",), "services.detection.server:main", 50051,
              (*_SERVER_FLAGS, "--detector"), ("IZNET_STORE",)),
         # With triton.enabled the chart points the embedding service at Triton: the backend and the Triton
-        # options (IZNET_TRITON_URL/_MODEL, the envvars of iznet/cli/triton.py's triton_options).
+        # options (IZNET_TRITON_URL/_MODEL, the envvars of services/options.py's triton_options).
         Role("embedding", ("services.embedding",), "services.embedding.server:main", 50052,
              (*_SERVER_FLAGS, "--model", "--poll"),
              ("IZNET_STORE", "IZNET_EMBEDDING_BACKEND", "IZNET_TRITON_URL", "IZNET_TRITON_MODEL")),
@@ -96,7 +96,7 @@ GATEWAY_GRPC_SERVICER = "iznet.v1.gateway_pb2_grpc.add_GatewayServicer_to_server
 
 
 def command(role: str, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """The process ``python -m iznet.roles ROLE extra...`` becomes."""
+    """The process ``python -m services.roles ROLE extra...`` becomes."""
     try:
         r = ROLES[role]
     except KeyError:
@@ -107,7 +107,7 @@ def command(role: str, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
 
 
 def _usage() -> str:
-    lines = ["usage: python -m iznet.roles ROLE [FLAGS...]", "", "roles:"]
+    lines = ["usage: python -m services.roles ROLE [FLAGS...]", "", "roles:"]
     for r in ROLES.values():
         port = f"gRPC :{r.port}" if r.port else "no gRPC"
         lines.append(f"  {r.name:<10} python -m {' '.join(r.argv)}  ({port}; env {', '.join(r.env)})")
