@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from iznet import roles
+from services import roles
 from iznet.ports import free_port
 from tests.chart.conftest import REPO, one, pod_spec, render
 

@@ -16,7 +16,7 @@ import click
 import pytest
 import yaml
 
-from iznet import roles
+from services import roles
 from iznet.config import Settings
 from tests.chart.conftest import CHART, REPO, find, one, pod_spec
 
