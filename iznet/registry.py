@@ -202,13 +202,19 @@ def create_detector(spec: str | None = "default", *, store: str | os.PathLike[st
                          ".onnx path, a trained detector (.pt) or models/NAME")
 
 
-def detector_spec(spec: str | None) -> str:
-    """The name a gallery records for the detector ``spec`` (``default`` resolved; paths made absolute)."""
-    spec = DEFAULT_DETECTOR if spec in DEFAULT_NAMES else str(spec)
-    if spec in DETECTORS or spec.startswith("models/"):
+def _recorded(spec: str | None, default: str, registered: dict) -> str:
+    """How a gallery or dataset records a model ``spec`` to load it again: ``default`` resolved to today's
+    default, registered and store names as they are, paths made absolute."""
+    spec = default if spec in DEFAULT_NAMES else str(spec)
+    if spec in registered or spec.startswith("models/"):
         return spec
     p = Path(spec).expanduser()
     return str(p.resolve()) if p.exists() else spec
+
+
+def detector_spec(spec: str | None) -> str:
+    """The name a gallery records for the detector ``spec``."""
+    return _recorded(spec, DEFAULT_DETECTOR, DETECTORS)
 
 
 # ----------------------------------------------------------------------------------------------- embedders
@@ -324,11 +330,7 @@ def create_embedder(spec: str | None = "default", backend: str = "torch", *, thr
 
 def embedder_spec(spec: str | None) -> str:
     """How a gallery records the embedder ``spec`` so labelling can load it again."""
-    spec = DEFAULT_EMBEDDER if spec in DEFAULT_NAMES else str(spec)
-    if spec in EMBEDDERS or spec.startswith("models/"):
-        return spec
-    p = Path(spec).expanduser()
-    return str(p.resolve()) if p.exists() else spec
+    return _recorded(spec, DEFAULT_EMBEDDER, EMBEDDERS)
 
 
 # ------------------------------------------------------------------------------------------------ listing
