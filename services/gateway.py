@@ -94,6 +94,9 @@ def build_app(config: GatewayConfig, num_replicas: int = 1):
             self.detection = detection_pb2_grpc.DetectionStub(self.channels["detection"])
             self.embedding = embedding_pb2_grpc.EmbeddingStub(self.channels["embedding"])
             self.gallery = gallery_pb2_grpc.GalleryStub(self.channels["gallery"])
+            from services.common import service_metadata  # hardening: the stack's service token on every call
+
+            self._metadata = service_metadata()
             #: The face chip the embedding model wants (its ModelVersion.chip), asked once, then followed from
             #: every embedding answer (a model switch may change it).
             self._chip = ""
@@ -109,10 +112,13 @@ def build_app(config: GatewayConfig, num_replicas: int = 1):
                 if remaining <= 0:
                     raise GatewayError(grpc.StatusCode.DEADLINE_EXCEEDED, f"{stage}: out of time")
                 try:
-                    return await method(request, timeout=min(remaining, self.cfg.call_timeout_s))
+                    return await method(request, timeout=min(remaining, self.cfg.call_timeout_s),
+                                        metadata=self._metadata)
                 except grpc.aio.AioRpcError as exc:
                     if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.cfg.attempts:
-                        raise GatewayError(exc.code(), f"{stage}: {exc.details()}") from None
+                        from services.common import public_details  # hardening: no internal addresses out
+
+                        raise GatewayError(exc.code(), f"{stage}: {public_details(exc.details())}") from None
                 await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 delay *= 2
 

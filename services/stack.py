@@ -3,12 +3,20 @@
 Used by ``iznet up`` and by the end-to-end tests (one stack per test module). Each process prints
 ``READY {json}`` on stdout once it listens; :class:`Stack` waits for that line, so a stack that started is a
 stack that answers. Logs go to ``<log_dir>/<service>.log``.
+
+Authentication inside the stack: at start the stack makes a random service token and hands it to its own
+processes by environment (never on a command line, where ``ps`` shows it): the services accept it as a
+read-only key (``IZNET_READ_KEYS``), the gateway sends it on every call to them (``IZNET_SERVICE_TOKEN``).
+The user's ``api_keys`` are the gateway's keys (``IZNET_GATEWAY_API_KEYS``) and the services' keys with write
+rights (``IZNET_API_KEYS``); ``read_keys`` are read-only keys of both. A process that has none of them can
+call nothing on the services but their health and reflection.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -95,6 +103,10 @@ class Proc:
             self.popen.wait()
 
 
+#: Key variables never inherited from the caller's environment: each process gets exactly its own.
+_KEY_ENV = frozenset({"IZNET_API_KEYS", "IZNET_READ_KEYS", "IZNET_SERVICE_TOKEN", "IZNET_GATEWAY_API_KEYS"})
+
+
 @dataclass
 class StackConfig:
     store: Path
@@ -102,7 +114,10 @@ class StackConfig:
     #: models/<name> in the store, or any embedder spec (default, dlib-resnet, baseline-lbp, a model's folder).
     model: str = "default"
     detector: str = "default"
+    #: Keys the gateway accepts and the services take as keys with write rights.
     api_keys: list[str] = field(default_factory=list)
+    #: Keys the gateway accepts and the services take as read-only keys.
+    read_keys: list[str] = field(default_factory=list)
     poll_s: float = 1.0
     host: str = "127.0.0.1"
     gateway_port: int = 0
@@ -117,8 +132,25 @@ class Stack:
         self.log_dir = Path(cfg.log_dir or Path(cfg.store) / "logs")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, Proc] = {}
-        self.env = {**os.environ, "IZNET_STORE": str(cfg.store), "PYTHONUNBUFFERED": "1",
-                    "OMP_NUM_THREADS": "1"}
+        #: The key the gateway (and a test, or an operator's tool in this process) sends to the services.
+        self.token = secrets.token_urlsafe(32)
+        inherited = {k: v for k, v in os.environ.items() if k not in _KEY_ENV}
+        self.env = {**inherited, "IZNET_STORE": str(cfg.store), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+    def env_for(self, name: str) -> dict[str, str]:
+        """The environment of one process: the common one plus the keys its role needs (and no others)."""
+        from services.common import READ_KEYS_ENV, SERVICE_TOKEN_ENV, WRITE_KEYS_ENV
+
+        c = self.cfg
+        if name == "gateway":
+            env = {**self.env, SERVICE_TOKEN_ENV: self.token}
+            if c.api_keys or c.read_keys:
+                env["IZNET_GATEWAY_API_KEYS"] = " ".join([*c.api_keys, *c.read_keys])
+            return env
+        env = {**self.env, READ_KEYS_ENV: " ".join([self.token, *c.read_keys])}
+        if c.api_keys:
+            env[WRITE_KEYS_ENV] = " ".join(c.api_keys)
+        return env
 
     def _service_args(self, name: str, port: int = 0) -> list[str]:
         c = self.cfg
@@ -133,7 +165,7 @@ class Stack:
 
     def start_service(self, name: str, port: int = 0, timeout: float = 60.0) -> Proc:
         proc = Proc(name, self._service_args(name, port), self.log_dir / f"{name}.log")
-        self.procs[name] = proc.start(self.env, timeout)
+        self.procs[name] = proc.start(self.env_for(name), timeout)
         return proc
 
     def restart_service(self, name: str, timeout: float = 60.0) -> Proc:
@@ -153,11 +185,9 @@ class Stack:
                 self.procs[name] = Proc(name, self._service_args(name, port), self.log_dir / f"{name}.log")
             args = ["-m", "services.gateway", *[a for n, p in ports.items() for a in (f"--{n}", f"{c.host}:{p}")],
                     "--port", str(c.gateway_port or free_port(c.host)), *c.extra_gateway_args]
-            for key in c.api_keys:
-                args += ["--api-key", key]
             self.procs["gateway"] = Proc("gateway", args, self.log_dir / "gateway.log")
-            for proc in self.procs.values():
-                proc.launch(self.env)
+            for name, proc in self.procs.items():
+                proc.launch(self.env_for(name))
             for proc in self.procs.values():
                 proc.wait_ready(timeout)
         except BaseException:
