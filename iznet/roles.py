@@ -69,11 +69,11 @@ ROLES: dict[str, Role] = {
              ("IZNET_STORE", *_KEYS_ENV, "IZNET_EMBEDDING_BACKEND", "IZNET_TRITON_URL", "IZNET_TRITON_MODEL")),
         Role("gallery", ("services.gallery",), "services.gallery.server:main", 50053,
              (*_SERVER_FLAGS, "--gallery", "--poll"), ("IZNET_STORE", *_KEYS_ENV)),
-        # The Ray Serve gateway: a local single-node Ray with Serve's gRPC proxy on --port (bound on all
-        # interfaces), composing the three services at --detection/--embedding/--gallery. Ray Serve's proxy
+        # The Ray Serve gateway: a local single-node Ray with Serve's gRPC proxy on --port (bound on --host:
+        # every interface in a pod, loopback by default), composing the three services at --detection/--embedding/--gallery. Ray Serve's proxy
         # answers no grpc.health.v1, so its probes are TCP (see deploy/README.md).
         Role("gateway", ("services.gateway",), "services.gateway:main", 50050,
-             ("--port", "--detection", "--embedding", "--gallery", "--default-gallery", "--num-cpus", "--replicas",
+             ("--host", "--port", "--detection", "--embedding", "--gallery", "--default-gallery", "--num-cpus", "--replicas",
               "--max-message-mb"),
              ("IZNET_STORE", "IZNET_SERVICE_TOKEN", "IZNET_GATEWAY_API_KEYS"), env_prefix="IZNET_GATEWAY",
              probe="tcp"),

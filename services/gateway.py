@@ -335,6 +335,8 @@ def wait_ready(address: str, timeout: float = 150.0) -> None:
 @click.option("--default-gallery", default="", help="Gallery used when a request names none (empty: the "
               "gallery service's default).")
 @click.option("--port", default=0, type=int, show_default=True, help="gRPC port of the gateway; 0 picks a free one.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address the gRPC ingress and the local Ray node listen on (0.0.0.0: every interface).")
 @click.option("--api-key", "api_keys", multiple=True, help="Accept only calls with this x-api-key (repeatable).")
 @click.option("--crop-size", default=CROP_SIZE, show_default=True, type=int, help="Side of the aligned face crops.")
 @click.option("--timeout", default=30.0, show_default=True, type=float, help="Budget for one photo, seconds.")
@@ -351,11 +353,15 @@ def wait_ready(address: str, timeout: float = 150.0) -> None:
 @click.option("--num-cpus", default=2, show_default=True, type=int, help="CPUs the local Ray instance may use.")
 @click.option("--object-store-mb", default=100, show_default=True, type=int,
               help="Ray object store size, MiB (the gateway keeps little in it).")
-def main(detection, embedding, gallery, default_gallery, port, api_keys, crop_size, timeout, call_timeout, attempts,
+def main(detection, embedding, gallery, default_gallery, port, host, api_keys, crop_size, timeout, call_timeout, attempts,
          max_batch, batch_wait_ms, max_message_mb, replicas, num_cpus, object_store_mb):
     """The Ray Serve gateway (starts a local Ray instance; stops it on SIGTERM/SIGINT)."""
     os.environ["RAY_SERVE_GRPC_MAX_MESSAGE_SIZE"] = str(max_message_mb * 1024 * 1024)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from services.loopback import ray_init_options  # hardening: Ray's node and the ingress on --host only
+
+    ray_opts = ray_init_options(host)
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     import ray
     from ray import serve
     from ray.serve.config import gRPCOptions
@@ -366,7 +372,8 @@ def main(detection, embedding, gallery, default_gallery, port, api_keys, crop_si
     for attempt in range(3):  # on a loaded machine the raylet can miss Ray's fixed 30 s start-up window
         try:
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-                     object_store_memory=object_store_mb * 2**20, log_to_driver=False, configure_logging=False)
+                     object_store_memory=object_store_mb * 2**20, log_to_driver=False, configure_logging=False,
+                     **ray_opts)
             break
         except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception for this
             if "timed out during startup" not in str(exc) or attempt == 2:
@@ -377,11 +384,11 @@ def main(detection, embedding, gallery, default_gallery, port, api_keys, crop_si
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": free_port()},
+        serve.start(http_options={"host": local, "port": free_port(local)},
                     grpc_options=gRPCOptions(port=port, grpc_servicer_functions=[SERVICER_FUNCTION]))
         serve.run(build_app(config, replicas), name="iznet", blocking=False)
-        wait_ready(f"127.0.0.1:{port}")
-        print("READY " + json.dumps({"service": "gateway", "address": f"127.0.0.1:{port}", "port": port}), flush=True)
+        wait_ready(f"{local}:{port}")
+        print("READY " + json.dumps({"service": "gateway", "address": f"{local}:{port}", "port": port}), flush=True)
         stopping.wait()
     finally:
         print("gateway: shutting down", file=sys.stderr, flush=True)

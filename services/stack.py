@@ -183,8 +183,9 @@ class Stack:
             ports = {name: free_port(c.host) for name in ("detection", "embedding", "gallery")}
             for name, port in ports.items():
                 self.procs[name] = Proc(name, self._service_args(name, port), self.log_dir / f"{name}.log")
-            args = ["-m", "services.gateway", *[a for n, p in ports.items() for a in (f"--{n}", f"{c.host}:{p}")],
-                    "--port", str(c.gateway_port or free_port(c.host)), *c.extra_gateway_args]
+            dial = "127.0.0.1" if c.host in ("0.0.0.0", "::", "") else c.host  # where the gateway finds them
+            args = ["-m", "services.gateway", *[a for n, p in ports.items() for a in (f"--{n}", f"{dial}:{p}")],
+                    "--host", c.host, "--port", str(c.gateway_port or free_port(c.host)), *c.extra_gateway_args]
             self.procs["gateway"] = Proc("gateway", args, self.log_dir / "gateway.log")
             for name, proc in self.procs.items():
                 proc.launch(self.env_for(name))
@@ -198,6 +199,21 @@ class Stack:
     @property
     def gateway(self) -> str:
         return self.procs["gateway"].address
+
+    def pids(self) -> list[int]:
+        return [p.popen.pid for p in self.procs.values() if p.popen is not None]
+
+    def listeners(self):
+        """Every TCP listener of the stack's processes and their children (Ray's among them)."""
+        from services.loopback import listeners
+
+        return listeners(self.pids())
+
+    def listeners_beyond_host(self):
+        """The listeners not on the host asked for (none, unless something could not be pinned)."""
+        from services.loopback import beyond
+
+        return beyond(self.cfg.host, self.listeners())
 
     def addresses(self) -> dict[str, dict]:
         return {name: p.info for name, p in self.procs.items()}
