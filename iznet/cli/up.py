@@ -13,7 +13,7 @@ from iznet.config import load_settings
 
 
 @click.command()
-@click.option("--store", type=click.Path(file_okay=False), default=None,
+@click.option("--store", type=click.Path(), default=None,  # checked before anything starts
               help="Artifact store with the models and galleries (default: $IZNET_STORE or ~/.iznet).")
 @click.option("--gallery", default="default", show_default=True, help="Default gallery (galleries/<name>).")
 @click.option("--model", default=None,
@@ -24,29 +24,39 @@ from iznet.config import load_settings
               help="Detector (`iznet models list`: mtcnn, haar, ultralight-320/640, an .onnx or trained .pt). "
                    "Default: the gallery's.")
 @click.option("--port", default=0, type=int, show_default=True, help="Gateway gRPC port; 0 picks a free one.")
-@click.option("--api-key", "api_keys", multiple=True, help="Require this x-api-key on gateway calls (repeatable).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address every process listens on (services, metrics, the gateway and its Ray node); "
+                   "0.0.0.0 for every interface.")
+@click.option("--api-key", "api_keys", multiple=True,
+              help="Require this x-api-key on gateway calls (repeatable); the services take it as a key with "
+                   "write rights (gallery Enroll, RenamePerson, RemovePerson). Also IZNET_UP_API_KEYS.")
+@click.option("--read-key", "read_keys", multiple=True,
+              help="A key the gateway accepts and the services take as read-only (repeatable).")
 @click.option("--poll", default=1.0, show_default=True, type=float,
               help="Seconds between checks for newly published model/gallery versions.")
-@click.option("--log-dir", type=click.Path(file_okay=False), default=None,
+@click.option("--log-dir", type=click.Path(), default=None,
               help="Where each process logs (default: <store>/logs).")
-def up(store, gallery, model, detector, port, api_keys, poll, log_dir):
+def up(store, gallery, model, detector, port, host, api_keys, read_keys, poll, log_dir):
     """Start the detection, embedding and gallery services and the Ray Serve gateway on loopback.
 
     Prints where each listens (gRPC and Prometheus /metrics), then waits; Ctrl-C (or SIGTERM) stops them all
     gracefully. Label through it with `iznet label --server ADDRESS PHOTO`.
     """
+    from iznet.cli.checks import readable_store, writable_dir
     from iznet.gallery import GalleryStore
     from services.stack import Stack, StackConfig
 
     settings = load_settings(store=store)
+    readable_store(settings.store)
     g = GalleryStore(settings.store).load(gallery)  # NotFoundError naming the galleries there are
+    logs = writable_dir(Path(log_dir) if log_dir else settings.store / "logs", "log folder")
     model = model or g.model.get("spec") or g.model.get("name")
     if model.startswith("models/"):  # the embedding service follows models/NAME's CURRENT by name
         model = model.split("/")[1]
     detector = detector or g.detector
     stack = Stack(StackConfig(store=settings.store, gallery=gallery, model=model, detector=detector,
-                              api_keys=list(api_keys), poll_s=poll, gateway_port=port,
-                              log_dir=Path(log_dir) if log_dir else None))
+                              api_keys=list(api_keys), read_keys=list(read_keys), poll_s=poll, host=host,
+                              gateway_port=port, log_dir=logs))
     stopping = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stopping.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -57,6 +67,9 @@ def up(store, gallery, model, detector, port, api_keys, poll, log_dir):
                 if "metrics_port" in info else ""
             click.echo(f"{name:10s} {info['address']}{metrics}")
         click.echo(f"logs in {stack.log_dir}")
+        wide = stack.listeners_beyond_host()
+        if wide:
+            click.echo(f"warning: listening beyond {host}: " + ", ".join(map(str, wide)), err=True)
         click.echo(f"ready: iznet label --server {stack.gateway} PHOTO   (Ctrl-C stops everything)")
         while not stopping.wait(1.0):
             dead = [n for n, p in stack.procs.items() if not p.alive()]
@@ -76,8 +89,10 @@ def _label_remote(photos, server, gallery, out, threshold, api_key, timeout) -> 
     from iznet.client import GatewayClient
     from iznet.errors import UserInputError
 
+    from iznet.cli.checks import writable_dir
+
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        out = writable_dir(out, "output folder")
     results, failed = [], 0
     with GatewayClient(server, api_key=api_key, timeout=timeout) as gw:
         for photo, result in zip(photos, gw.label_many(photos, gallery=gallery, threshold=threshold or 0.0,
