@@ -6,6 +6,8 @@
   Ray binds its C++ gRPC servers to 127.0.0.1 only when the node's IP is 127.0.0.1, and on Linux it turns a
   node IP of ``127.0.0.1`` into the machine's address unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (the switch
   that makes Ray use loopback on a Mac); so both are set for a loopback host.
+- Ray's token authentication on, with a random token of this gateway's own (``RAY_AUTH_TOKEN`` in the
+  environment of the Ray processes), so a local process that reaches Ray's loopback ports cannot use them.
 - :func:`pin_serve_grpc`: a Ray worker setup hook. Ray Serve binds its gRPC ingress on ``[::]:PORT``
   (``ray.serve._private.grpc_util.start_grpc_server``) and each replica's inter-deployment gRPC server on
   ``[::]:0`` (``replica.py``), with no option for the host; the hook makes them bind ``$IZNET_GATEWAY_HOST``.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +41,11 @@ def ray_init_options(host: str) -> dict:
     opts: dict = {"runtime_env": {"worker_process_setup_hook": "services.loopback.pin_serve_grpc",
                                   "env_vars": {HOST_ENV: host}}}
     os.environ[HOST_ENV] = host
+    # Ray's own token authentication, with a token of this gateway's only, passed by environment to the Ray
+    # processes it starts (not Ray's default ~/.ray/auth_token, a file every local user may read).
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if os.environ["RAY_AUTH_MODE"] == "token":
+        os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
     if is_loopback(host):
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # keep node IP 127.0.0.1 (see the module docstring)
         opts.update(_node_ip_address=LOOPBACK, dashboard_host=LOOPBACK)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -157,6 +159,7 @@ def test_keys_travel_by_environment_never_on_a_command_line(stack):
                        .split("\0") if "=" in e)
         if name == "gateway":  # it sends the token, and holds no key the services take for writes
             assert environ["IZNET_SERVICE_TOKEN"] == stack.token and "IZNET_API_KEYS" not in environ
+            assert "RAY_AUTH_TOKEN" not in environ  # made by the gateway itself for its Ray processes
         else:
             assert environ["IZNET_API_KEYS"] == WRITE_KEY and "IZNET_SERVICE_TOKEN" not in environ
             assert environ["IZNET_READ_KEYS"].split() == [stack.token, READ_KEY]
@@ -289,6 +292,19 @@ def test_nothing_of_the_stack_listens_beyond_loopback(stack):
     ray = [item for item in found if item.command in {"gcs_server", "raylet"} or item.command.startswith("ray::")]
     assert len(ray) >= 4, found  # Ray's own servers are among them (GCS, raylet, controller, proxy, ...)
     assert stack.listeners_beyond_host() == [], [str(x) for x in found if not x.loopback]
+
+
+def test_rays_ports_refuse_a_local_process_without_the_gateways_token(stack):
+    """Ray's own ports take no IZ*Net key; its token authentication, with the gateway's own token (passed to
+    the Ray processes by environment, not the shared ~/.ray/auth_token), keeps other local processes out."""
+    gcs = [item for item in stack.listeners() if item.command == "gcs_server"]
+    assert gcs, "no GCS among the gateway's processes"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # dial 127.0.0.1 as given (see services/loopback.py)
+    probe = subprocess.run([sys.executable, "-c", f"import ray; ray.init(address='127.0.0.1:{gcs[0].port}'); "
+                            "print('connected')"], env=env, capture_output=True, text=True, timeout=120)
+    assert probe.returncode != 0 and "connected" not in probe.stdout
+    assert "uthentication" in probe.stderr or "Failed to connect" in probe.stderr, probe.stderr[-1000:]
 
 
 # ---------------------------------------------------------------------------------------------------- 3. CLI
