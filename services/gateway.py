@@ -80,9 +80,11 @@ def build_app(config: GatewayConfig, num_replicas: int = 1):
     """The Ray Serve application (a bound deployment) for ``serve.run``."""
     from ray import serve
 
+    from services.drain import Drainable  # hardening: graceful drain (in_flight, drain)
+
     @serve.deployment(name="Gateway", num_replicas=num_replicas, max_ongoing_requests=256,
                       ray_actor_options={"num_cpus": 1})
-    class Gateway:
+    class Gateway(Drainable):
         def __init__(self, cfg: dict):
             import cv2
 
@@ -237,34 +239,36 @@ def build_app(config: GatewayConfig, num_replicas: int = 1):
             raise exc
 
         async def Label(self, request: gateway_pb2.LabelRequest, grpc_context=None) -> gateway_pb2.LabelResponse:
-            try:
-                self._authorise(grpc_context)
-                if not request.image.data:
-                    raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "empty request: no image")
-                return await self._label(request.image, request.options)
-            except GatewayError as exc:
-                self._fail(grpc_context, exc)
+            async with self.in_flight(grpc_context):  # hardening: counted for the drain, refused once it began
+                try:
+                    self._authorise(grpc_context)
+                    if not request.image.data:
+                        raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "empty request: no image")
+                    return await self._label(request.image, request.options)
+                except GatewayError as exc:
+                    self._fail(grpc_context, exc)
 
         async def LabelMany(self, request: gateway_pb2.LabelManyRequest, grpc_context=None):
-            try:
-                self._authorise(grpc_context)
-                if not request.images:
-                    raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "empty request: no images")
-            except GatewayError as exc:
-                self._fail(grpc_context, exc)
-            # Photos are labelled concurrently (their embeddings share batches) and answered in order.
-            tasks = [asyncio.ensure_future(self._label(img, request.options)) for img in request.images]
-            try:
-                for img, task in zip(request.images, tasks):
-                    try:
-                        yield await task
-                    except GatewayError as exc:
-                        if exc.code != grpc.StatusCode.INVALID_ARGUMENT:
-                            self._fail(grpc_context, exc)  # the services failed: end the stream with the code
-                        yield gateway_pb2.LabelResponse(image_id=img.id, error=exc.details)
-            finally:
-                for task in tasks:
-                    task.cancel()
+            async with self.in_flight(grpc_context):  # hardening: counted for the drain, refused once it began
+                try:
+                    self._authorise(grpc_context)
+                    if not request.images:
+                        raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "empty request: no images")
+                except GatewayError as exc:
+                    self._fail(grpc_context, exc)
+                # Photos are labelled concurrently (their embeddings share batches) and answered in order.
+                tasks = [asyncio.ensure_future(self._label(img, request.options)) for img in request.images]
+                try:
+                    for img, task in zip(request.images, tasks):
+                        try:
+                            yield await task
+                        except GatewayError as exc:
+                            if exc.code != grpc.StatusCode.INVALID_ARGUMENT:
+                                self._fail(grpc_context, exc)  # the services failed: end the stream with the code
+                            yield gateway_pb2.LabelResponse(image_id=img.id, error=exc.details)
+                finally:
+                    for task in tasks:
+                        task.cancel()
 
     return Gateway.bind(asdict(config))
 
@@ -353,8 +357,10 @@ def wait_ready(address: str, timeout: float = 150.0) -> None:
 @click.option("--num-cpus", default=2, show_default=True, type=int, help="CPUs the local Ray instance may use.")
 @click.option("--object-store-mb", default=100, show_default=True, type=int,
               help="Ray object store size, MiB (the gateway keeps little in it).")
+@click.option("--drain-timeout", default=10.0, show_default=True, type=float,
+              help="On SIGTERM/SIGINT: seconds calls in flight get to finish (new ones are refused) before Serve stops.")
 def main(detection, embedding, gallery, default_gallery, port, host, api_keys, crop_size, timeout, call_timeout, attempts,
-         max_batch, batch_wait_ms, max_message_mb, replicas, num_cpus, object_store_mb):
+         max_batch, batch_wait_ms, max_message_mb, replicas, num_cpus, object_store_mb, drain_timeout):
     """The Ray Serve gateway (starts a local Ray instance; stops it on SIGTERM/SIGINT)."""
     os.environ["RAY_SERVE_GRPC_MAX_MESSAGE_SIZE"] = str(max_message_mb * 1024 * 1024)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -393,6 +399,10 @@ def main(detection, embedding, gallery, default_gallery, port, host, api_keys, c
     finally:
         print("gateway: shutting down", file=sys.stderr, flush=True)
         try:
+            if stopping.is_set():  # hardening: finish the calls in flight, refuse new ones, then stop
+                from services.drain import drain_app
+
+                drain_app("iznet", replicas, drain_timeout, say=lambda m: print(m, file=sys.stderr, flush=True))
             serve.shutdown()
         finally:
             ray.shutdown()
