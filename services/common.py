@@ -32,7 +32,7 @@ from typing import Callable, Iterable
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from iznet.detection.types import FaceBox
 from iznet.errors import IZNetError
@@ -49,6 +49,8 @@ REQUESTS = Counter("iznet_grpc_requests", "gRPC calls answered, by method and st
 LATENCY = Histogram("iznet_grpc_latency_seconds", "Time to answer a gRPC call", ["service", "method"],
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
                     registry=REGISTRY)
+RESTARTS = Gauge("iznet_restarts", "Times the supervisor restarted this service after it died", ["service"],
+                 registry=REGISTRY)
 BATCH = Histogram("iznet_batch_size", "Items (images, crops, vectors) per batched call", ["service", "method"],
                   buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=REGISTRY)
 
@@ -80,6 +82,8 @@ WRITE_KEYS_ENV = "IZNET_API_KEYS"
 READ_KEYS_ENV = "IZNET_READ_KEYS"
 #: The key a caller inside the stack (the gateway) sends to the services.
 SERVICE_TOKEN_ENV = "IZNET_SERVICE_TOKEN"
+#: How many times the supervisor (``iznet up``) restarted this process; exported as ``iznet_restarts``.
+RESTARTS_ENV = "IZNET_RESTARTS"
 
 #: Per gRPC service, the methods a read key may call. Every other method of an IZ*Net service needs a write key
 #: (so a method added later is a write until it is listed here).
@@ -291,6 +295,10 @@ def serve(name: str, full_service_names: Iterable[str], add_servicers: Callable[
     """Run a gRPC server until SIGTERM/SIGINT, then shut it down gracefully. Prints ``READY {json}``."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(message)s", stream=sys.stderr)
     keys = Keys.from_env()
+    try:
+        RESTARTS.labels(name).set(int(os.environ.get(RESTARTS_ENV, "0") or 0))
+    except ValueError:
+        RESTARTS.labels(name).set(0)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix=name),
         interceptors=[ServiceInterceptor(name, keys)],

@@ -36,11 +36,20 @@ from iznet.config import load_settings
               help="Seconds between checks for newly published model/gallery versions.")
 @click.option("--log-dir", type=click.Path(), default=None,
               help="Where each process logs (default: <store>/logs).")
-def up(store, gallery, model, detector, port, host, api_keys, read_keys, poll, log_dir):
+@click.option("--drain-timeout", default=10.0, show_default=True, type=float,
+              help="On Ctrl-C/SIGTERM, seconds the gateway gets to finish the calls in flight (new ones are refused).")
+@click.option("--max-restarts", default=5, show_default=True, type=click.IntRange(0),
+              help="Restarts of one process within --restart-window before `iznet up` gives up (exit 1).")
+@click.option("--restart-window", default=120.0, show_default=True, type=float, help="Seconds, for --max-restarts.")
+def up(store, gallery, model, detector, port, host, api_keys, read_keys, poll, log_dir, drain_timeout, max_restarts,
+       restart_window):
     """Start the detection, embedding and gallery services and the Ray Serve gateway on loopback.
 
-    Prints where each listens (gRPC and Prometheus /metrics), then waits; Ctrl-C (or SIGTERM) stops them all
-    gracefully. Label through it with `iznet label --server ADDRESS PHOTO`.
+    Prints where each listens (gRPC and Prometheus /metrics), then watches them: one that dies is restarted
+    on its port with backoff (its log and its iznet_restarts metric count the restarts), and after
+    --max-restarts within --restart-window it stops everything and exits 1. Ctrl-C (or SIGTERM) stops them
+    gracefully: the gateway finishes the calls in flight, then the services stop. The processes die with it
+    even when it is killed. Label through it with `iznet label --server ADDRESS PHOTO`.
     """
     from iznet.cli.checks import readable_store, writable_dir
     from iznet.gallery import GalleryStore
@@ -56,8 +65,10 @@ def up(store, gallery, model, detector, port, host, api_keys, read_keys, poll, l
     detector = detector or g.detector
     stack = Stack(StackConfig(store=settings.store, gallery=gallery, model=model, detector=detector,
                               api_keys=list(api_keys), read_keys=list(read_keys), poll_s=poll, host=host,
-                              gateway_port=port, log_dir=logs))
+                              gateway_port=port, log_dir=logs, drain_s=drain_timeout, max_restarts=max_restarts,
+                              restart_window_s=restart_window))
     stopping = threading.Event()
+    gave_up = None
     previous = {s: signal.signal(s, lambda *_: stopping.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         click.echo("starting the services and the gateway (Ray takes a while)...")
@@ -71,17 +82,17 @@ def up(store, gallery, model, detector, port, host, api_keys, read_keys, poll, l
         if wide:
             click.echo(f"warning: listening beyond {host}: " + ", ".join(map(str, wide)), err=True)
         click.echo(f"ready: iznet label --server {stack.gateway} PHOTO   (Ctrl-C stops everything)")
-        while not stopping.wait(1.0):
-            dead = [n for n, p in stack.procs.items() if not p.alive()]
-            if dead:
-                click.echo(f"{', '.join(dead)} exited unexpectedly (see {stack.log_dir}); stopping", err=True)
-                break
+        # A process that dies is restarted on its port with backoff while the others keep running.
+        gave_up = stack.supervise(stopping, say=lambda line: click.echo(line, err=True))
     finally:
         click.echo("stopping...")
         codes = stack.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
         click.echo("stopped: " + ", ".join(f"{n} ({c})" for n, c in codes.items()))
+    if gave_up:
+        click.echo(f"error: {gave_up}", err=True)
+        raise click.exceptions.Exit(1)
 
 
 def _label_remote(photos, server, gallery, out, threshold, api_key, timeout) -> None:
