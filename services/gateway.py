@@ -22,6 +22,7 @@ Optional API keys: callers send ``x-api-key`` metadata, others get UNAUTHENTICAT
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import os
 import signal
@@ -37,6 +38,8 @@ from iznet.v1 import common_pb2, detection_pb2, detection_pb2_grpc, embedding_pb
 from iznet.ports import free_port
 from iznet.sizes import CROP_SIZE
 from iznet.v1 import gallery_pb2, gallery_pb2_grpc, gateway_pb2
+from services.common import public_details, service_metadata
+from services.drain import Drainable
 
 SERVICER_FUNCTION = "iznet.v1.gateway_pb2_grpc.add_GatewayServicer_to_server"
 API_KEY_HEADER = "x-api-key"
@@ -76,7 +79,7 @@ def _channel_options(max_message_mb: int):
     return channel_options(max_message_mb)
 
 
-class GatewayCore:
+class GatewayCore(Drainable):
     """What the gateway does, without Ray: move a photo through the services and answer with the core's own
     :func:`iznet.pipeline.assemble`. :func:`build_app` deploys it on Ray Serve (adding cross-request batching of
     the embedding calls); tests drive it directly against real services."""
@@ -92,6 +95,8 @@ class GatewayCore:
         self.detection = detection_pb2_grpc.DetectionStub(self.channels["detection"])
         self.embedding = embedding_pb2_grpc.EmbeddingStub(self.channels["embedding"])
         self.gallery = gallery_pb2_grpc.GalleryStub(self.channels["gallery"])
+        #: The stack's service token (and any key the services want), sent on every call to them.
+        self._metadata = service_metadata()
         #: The face chip the embedding model wants (its ModelVersion.chip), asked once, then followed from
         #: every embedding answer (a model switch may change it).
         self._chip = ""
@@ -105,10 +110,12 @@ class GatewayCore:
             if remaining <= 0:
                 raise GatewayError(grpc.StatusCode.DEADLINE_EXCEEDED, f"{stage}: out of time")
             try:
-                return await method(request, timeout=min(remaining, self.cfg.call_timeout_s))
+                return await method(request, timeout=min(remaining, self.cfg.call_timeout_s),
+                                    metadata=self._metadata)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.cfg.attempts:
-                    raise GatewayError(exc.code(), f"{stage}: {exc.details()}") from None
+                    # No internal addresses or paths leave the gateway.
+                    raise GatewayError(exc.code(), f"{stage}: {public_details(exc.details())}") from None
             await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay *= 2
 
@@ -226,7 +233,8 @@ class GatewayCore:
         if not self.cfg.api_keys:
             return
         metadata = dict(grpc_context.invocation_metadata()) if grpc_context is not None else {}
-        if metadata.get(API_KEY_HEADER) not in self.cfg.api_keys:
+        sent = str(metadata.get(API_KEY_HEADER) or "")
+        if not any(hmac.compare_digest(sent, key) for key in self.cfg.api_keys):  # constant time
             raise GatewayError(grpc.StatusCode.UNAUTHENTICATED,
                                f"missing or wrong API key (send it as '{API_KEY_HEADER}' metadata)")
 
@@ -238,34 +246,36 @@ class GatewayCore:
         raise exc
 
     async def Label(self, request: gateway_pb2.LabelRequest, grpc_context=None) -> gateway_pb2.LabelResponse:
-        try:
-            self._authorise(grpc_context)
-            if not request.image.data:
-                raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "empty request: no image")
-            return await self._label(request.image, request.options)
-        except GatewayError as exc:
-            self._fail(grpc_context, exc)
+        async with self.in_flight(grpc_context):  # counted for the drain, refused once it began
+            try:
+                self._authorise(grpc_context)
+                if not request.image.data:
+                    raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "empty request: no image")
+                return await self._label(request.image, request.options)
+            except GatewayError as exc:
+                self._fail(grpc_context, exc)
 
     async def LabelMany(self, request: gateway_pb2.LabelManyRequest, grpc_context=None):
-        try:
-            self._authorise(grpc_context)
-            if not request.images:
-                raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "empty request: no images")
-        except GatewayError as exc:
-            self._fail(grpc_context, exc)
-        # Photos are labelled concurrently (their embeddings share batches) and answered in order.
-        tasks = [asyncio.ensure_future(self._label(img, request.options)) for img in request.images]
-        try:
-            for img, task in zip(request.images, tasks):
-                try:
-                    yield await task
-                except GatewayError as exc:
-                    if exc.code != grpc.StatusCode.INVALID_ARGUMENT:
-                        self._fail(grpc_context, exc)  # the services failed: end the stream with the code
-                    yield gateway_pb2.LabelResponse(image_id=img.id, error=exc.details)
-        finally:
-            for task in tasks:
-                task.cancel()
+        async with self.in_flight(grpc_context):  # counted for the drain, refused once it began
+            try:
+                self._authorise(grpc_context)
+                if not request.images:
+                    raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "empty request: no images")
+            except GatewayError as exc:
+                self._fail(grpc_context, exc)
+            # Photos are labelled concurrently (their embeddings share batches) and answered in order.
+            tasks = [asyncio.ensure_future(self._label(img, request.options)) for img in request.images]
+            try:
+                for img, task in zip(request.images, tasks):
+                    try:
+                        yield await task
+                    except GatewayError as exc:
+                        if exc.code != grpc.StatusCode.INVALID_ARGUMENT:
+                            self._fail(grpc_context, exc)  # the services failed: end the stream with the code
+                        yield gateway_pb2.LabelResponse(image_id=img.id, error=exc.details)
+            finally:
+                for task in tasks:
+                    task.cancel()
 
 
 def build_app(config: GatewayConfig, num_replicas: int = 1):
@@ -348,6 +358,8 @@ def wait_ready(address: str, timeout: float = 150.0) -> None:
 @click.option("--default-gallery", default="", help="Gallery used when a request names none (empty: the "
               "gallery service's default).")
 @click.option("--port", default=0, type=int, show_default=True, help="gRPC port of the gateway; 0 picks a free one.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address the gRPC ingress and the local Ray node listen on (0.0.0.0: every interface).")
 @click.option("--api-key", "api_keys", multiple=True, help="Accept only calls with this x-api-key (repeatable).")
 @click.option("--crop-size", default=CROP_SIZE, show_default=True, type=int, help="Side of the aligned face crops.")
 @click.option("--timeout", default=30.0, show_default=True, type=float, help="Budget for one photo, seconds.")
@@ -364,11 +376,17 @@ def wait_ready(address: str, timeout: float = 150.0) -> None:
 @click.option("--num-cpus", default=2, show_default=True, type=int, help="CPUs the local Ray instance may use.")
 @click.option("--object-store-mb", default=100, show_default=True, type=int,
               help="Ray object store size, MiB (the gateway keeps little in it).")
-def main(detection, embedding, gallery, default_gallery, port, api_keys, crop_size, timeout, call_timeout, attempts,
-         max_batch, batch_wait_ms, max_message_mb, replicas, num_cpus, object_store_mb):
+@click.option("--drain-timeout", default=10.0, show_default=True, type=float,
+              help="On SIGTERM/SIGINT: seconds calls in flight get to finish (new ones are refused) before Serve stops.")
+def main(detection, embedding, gallery, default_gallery, port, host, api_keys, crop_size, timeout, call_timeout, attempts,
+         max_batch, batch_wait_ms, max_message_mb, replicas, num_cpus, object_store_mb, drain_timeout):
     """The Ray Serve gateway (starts a local Ray instance; stops it on SIGTERM/SIGINT)."""
     os.environ["RAY_SERVE_GRPC_MAX_MESSAGE_SIZE"] = str(max_message_mb * 1024 * 1024)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from services.loopback import ray_init_options  # hardening: Ray's node and the ingress on --host only
+
+    ray_opts = ray_init_options(host)
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     import ray
     from ray import serve
     from ray.serve.config import gRPCOptions
@@ -379,7 +397,8 @@ def main(detection, embedding, gallery, default_gallery, port, api_keys, crop_si
     for attempt in range(3):  # on a loaded machine the raylet can miss Ray's fixed 30 s start-up window
         try:
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-                     object_store_memory=object_store_mb * 2**20, log_to_driver=False, configure_logging=False)
+                     object_store_memory=object_store_mb * 2**20, log_to_driver=False, configure_logging=False,
+                     **ray_opts)
             break
         except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception for this
             if "timed out during startup" not in str(exc) or attempt == 2:
@@ -390,15 +409,19 @@ def main(detection, embedding, gallery, default_gallery, port, api_keys, crop_si
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": free_port()},
+        serve.start(http_options={"host": local, "port": free_port(local)},
                     grpc_options=gRPCOptions(port=port, grpc_servicer_functions=[SERVICER_FUNCTION]))
         serve.run(build_app(config, replicas), name="iznet", blocking=False)
-        wait_ready(f"127.0.0.1:{port}")
-        print("READY " + json.dumps({"service": "gateway", "address": f"127.0.0.1:{port}", "port": port}), flush=True)
+        wait_ready(f"{local}:{port}")
+        print("READY " + json.dumps({"service": "gateway", "address": f"{local}:{port}", "port": port}), flush=True)
         stopping.wait()
     finally:
         print("gateway: shutting down", file=sys.stderr, flush=True)
         try:
+            if stopping.is_set():  # hardening: finish the calls in flight, refuse new ones, then stop
+                from services.drain import drain_app
+
+                drain_app("iznet", replicas, drain_timeout, say=lambda m: print(m, file=sys.stderr, flush=True))
             serve.shutdown()
         finally:
             ray.shutdown()

@@ -51,27 +51,32 @@ class Role:
     probe: str = "grpc"
 
 
+#: The keys every gRPC service accepts (services/common.py ``Keys``): the service token the gateway sends, as a
+#: read-only key, and the API keys, with write rights (only when the chart has API keys).
+_KEYS_ENV = ("IZNET_READ_KEYS", "IZNET_API_KEYS")
+
 _SERVER_FLAGS = ("--host", "--port", "--metrics-port", "--workers", "--torch-threads", "--max-message-mb", "--grace")
 
 ROLES: dict[str, Role] = {
     r.name: r
     for r in (
         Role("detection", ("services.detection",), "services.detection.server:main", 50051,
-             (*_SERVER_FLAGS, "--detector"), ("IZNET_STORE",)),
+             (*_SERVER_FLAGS, "--detector"), ("IZNET_STORE", *_KEYS_ENV)),
         # With triton.enabled the chart points the embedding service at Triton: the backend and the Triton
         # options (IZNET_TRITON_URL/_MODEL, the envvars of services/options.py's triton_options).
         Role("embedding", ("services.embedding",), "services.embedding.server:main", 50052,
              (*_SERVER_FLAGS, "--model", "--poll"),
-             ("IZNET_STORE", "IZNET_EMBEDDING_BACKEND", "IZNET_TRITON_URL", "IZNET_TRITON_MODEL")),
+             ("IZNET_STORE", *_KEYS_ENV, "IZNET_EMBEDDING_BACKEND", "IZNET_TRITON_URL", "IZNET_TRITON_MODEL")),
         Role("gallery", ("services.gallery",), "services.gallery.server:main", 50053,
-             (*_SERVER_FLAGS, "--gallery", "--poll"), ("IZNET_STORE",)),
-        # The Ray Serve gateway: a local single-node Ray with Serve's gRPC proxy on --port (bound on all
-        # interfaces), composing the three services at --detection/--embedding/--gallery. Ray Serve's proxy
+             (*_SERVER_FLAGS, "--gallery", "--poll"), ("IZNET_STORE", *_KEYS_ENV)),
+        # The Ray Serve gateway: a local single-node Ray with Serve's gRPC proxy on --port (bound on --host:
+        # every interface in a pod, loopback by default), composing the three services at --detection/--embedding/--gallery. Ray Serve's proxy
         # answers no grpc.health.v1, so its probes are TCP (see deploy/README.md).
         Role("gateway", ("services.gateway",), "services.gateway:main", 50050,
-             ("--port", "--detection", "--embedding", "--gallery", "--default-gallery", "--num-cpus", "--replicas",
+             ("--host", "--port", "--detection", "--embedding", "--gallery", "--default-gallery", "--num-cpus", "--replicas",
               "--max-message-mb"),
-             ("IZNET_STORE", "IZNET_GATEWAY_API_KEYS"), env_prefix="IZNET_GATEWAY", probe="tcp"),
+             ("IZNET_STORE", "IZNET_SERVICE_TOKEN", "IZNET_GATEWAY_API_KEYS"), env_prefix="IZNET_GATEWAY",
+             probe="tcp"),
         # A Celery worker serving one or more queues (cpu, gpu).
         Role("worker", ("iznet", "jobs", "worker"), "iznet.cli.jobs:jobs worker", None,
              ("--queues", "--concurrency", "--loglevel"), ("IZNET_STORE", "IZNET_REDIS_URL"),
@@ -79,11 +84,12 @@ ROLES: dict[str, Role] = {
     )
 }
 
-#: Environment a role gets only in some configurations: the gateway's keys only when API keys are set, the
+#: Environment a role gets only in some configurations: the gateway's and the services' API keys only when API
+#: keys are set, the
 #: embedding service's Triton settings only with triton.enabled. The gateway reads ``--api-key`` (repeatable)
 #: from IZNET_GATEWAY_API_KEYS, space-separated (click's rule for a multiple option from the environment;
 #: ``main(auto_envvar_prefix="IZNET_GATEWAY")``).
-OPTIONAL_ENV = frozenset({"IZNET_GATEWAY_API_KEYS", "IZNET_EMBEDDING_BACKEND", "IZNET_TRITON_URL",
+OPTIONAL_ENV = frozenset({"IZNET_GATEWAY_API_KEYS", "IZNET_API_KEYS", "IZNET_EMBEDDING_BACKEND", "IZNET_TRITON_URL",
                           "IZNET_TRITON_MODEL"})
 
 #: Under KubeRay the RayService deploys the gateway from this application builder (Ray Serve calls it with the

@@ -22,7 +22,7 @@ from iznet.registry import create_embedder
 from iznet.gallery import gallery as gallery_mod
 from iznet.gallery import index as idx
 from iznet.gallery.calibrate import self_pairs, threshold_at_far
-from iznet.imageio import read_image
+from iznet.imageio import read_image, write_image
 from iznet.pipeline import Pipeline
 from iznet.registry import create_detector
 from iznet.synthetic import make_people
@@ -373,7 +373,12 @@ def test_cli_enroll_list_rename_remove_info_reindex_label(tmp_path, people, caps
     listed = json.loads(capsys.readouterr().out)
     assert {p["name"] for p in listed["people"]} == set(ENROLLED)
     # Add to one person: single photos (another person's photo, to be sure it is a new exemplar).
-    extra = sorted((people / "Flo").iterdir())[0]
+    # A photo in which no face is found (Haar finds none of Flo's) enrolls nothing and writes no version.
+    flo = sorted((people / "Flo").iterdir())[0]
+    assert main(["gallery", "enroll", "g1", str(flo), "--person", "Ada", "--store", store, "--quiet"]) == 2
+    assert "no new version written, version 1 stays current" in capsys.readouterr().err
+    extra = tmp_path / "ada_mirrored.jpg"  # a new photo of Ada: one of hers, mirrored
+    write_image(extra, read_image(sorted((people / "Ada").iterdir())[0])[:, ::-1].copy())
     assert main(["gallery", "enroll", "g1", str(extra), "--person", "Ada", "--store", store, "--quiet"]) == 0
     assert "gallery g1 version 2" in capsys.readouterr().out
     assert main(["gallery", "rename", "g1", "Bo", "Bob", "--store", store]) == 0

@@ -7,18 +7,38 @@ from pathlib import Path
 
 import click
 
+from iznet.cli.checks import RATE, SCORE, THRESHOLD, readable_store, writable_dir, writable_store
 from iznet.errors import IZNetError, UserInputError
 
 STORE_HELP = "Artifact store holding the galleries (default ~/.iznet; env IZNET_STORE)."
 
 
-def _store(value: Path | None) -> Path:
+def _store(value: Path | None, write: bool = False) -> Path:
+    """The store, checked before any work: one ``error:`` line if it is not a usable folder."""
     from iznet.config import load_settings
 
-    return load_settings(store=value).store
+    root = load_settings(store=value).store
+    return writable_store(root) if write else readable_store(root)
 
 
-store_option = click.option("--store", type=click.Path(path_type=Path, file_okay=False), default=None,
+def _photos(folders: tuple[Path, ...], person: str | None) -> dict[Path, list[Path] | None]:
+    """What enroll will read, checked before any model is loaded: per FOLDER its files (with --person) or
+    None (a folder of person folders)."""
+    out: dict[Path, list[Path] | None] = {}
+    for folder in folders:
+        if person:
+            files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else [folder]
+            if not files:
+                raise UserInputError(f"{folder}: no photos in it to enroll as {person}")
+            out[folder] = files
+        elif not folder.is_dir():
+            raise UserInputError(f"{folder}: not a folder (use --person NAME to enroll single photos)")
+        else:
+            out[folder] = None
+    return out
+
+
+store_option = click.option("--store", type=click.Path(path_type=Path), default=None,  # checked by _store
                             help=STORE_HELP)
 name_argument = click.argument("name")
 
@@ -55,7 +75,7 @@ def gallery() -> None:
 @click.option("--rule", type=click.Choice(["nearest", "knn", "centroid"]), default=None,
               help="Decision rule for a new gallery (default: centroid, the winner on dev data; see "
                    "docs/gallery.md).")
-@click.option("--far", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+@click.option("--far", type=RATE, default=None,
               help="Target false-accept rate for the unknown threshold calibrated from the gallery's own "
                    "exemplars (default 0.01); `iznet gallery calibrate` uses dev pairs instead.")
 @click.option("--json", "as_json", is_flag=True, help="Print the per-photo outcomes as JSON.")
@@ -75,8 +95,10 @@ def enroll(name: str, folders: tuple[Path, ...], store: Path | None, person: str
     from iznet.pipeline import EnrollReport, Pipeline
     from iznet.registry import create_detector, create_embedder, detector_spec
 
-    root = _store(store)
+    root = _store(store, write=True)
     gs = GalleryStore(root)
+    gs.store.dir("galleries", name)  # a bad name is refused before any work
+    inputs = _photos(folders, person)
     if gs.exists(name):
         g = gs.load(name)
         emb = create_embedder(model or g.model.get("spec") or g.model["name"], store=root)
@@ -98,18 +120,19 @@ def enroll(name: str, folders: tuple[Path, ...], store: Path | None, person: str
             g.set_threshold(emb.calibration)
     pipe = Pipeline(create_detector(detector or g.detector, store=root), emb, g, min_face=min_face)
     report = EnrollReport()
-    for folder in folders:
-        if person:
-            files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else [folder]
+    for folder, files in inputs.items():
+        if files is not None:
             for f in files:
                 report.outcomes.append(pipe.enroll_image(person, f, str(f)))
         else:
-            if not folder.is_dir():
-                raise UserInputError(f"{folder}: not a folder (use --person NAME to enroll single photos)")
             report.outcomes.extend(pipe.enroll_folder(folder, progress=not quiet).outcomes)
-    if not report.enrolled and not g.exemplars:
-        raise UserInputError(f"no photo could be enrolled ({len(report.rejected)} rejected: "
-                             + "; ".join(f"{o.source}: {o.reason}" for o in report.rejected[:3]) + ")")
+    if not report.enrolled:  # nothing new: no new version, and say why
+        for o in report.rejected:
+            click.echo(f"rejected {o.source}: {o.reason}" + (f" ({o.detail})" if o.detail else ""), err=True)
+        state = f"version {g.version} stays current" if g.version is not None else "it was not created"
+        reasons = "; ".join(f"{o.source}: {o.reason}" for o in report.rejected[:3]) or "no photos found"
+        raise UserInputError(f"nothing enrolled into gallery {name!r} ({len(report.rejected)} rejected: {reasons}); "
+                             f"no new version written, {state}")
     version = gs.save(g, action=f"enroll {len(report.enrolled)} photo(s)")
     if as_json:
         click.echo(json.dumps({"gallery": g.version_info(), "threshold": g.threshold,
@@ -166,7 +189,7 @@ def rename(name: str, person: str, new_name: str, store: Path | None) -> None:
     """Rename PERSON to NEW_NAME in gallery NAME (a new version)."""
     from iznet.gallery.gallery import GalleryStore
 
-    gs = GalleryStore(_store(store))
+    gs = GalleryStore(_store(store, write=True))
     g = gs.load(name)
     g.rename(person, new_name)
     v = gs.save(g, action=f"rename {person} -> {new_name}")
@@ -184,7 +207,7 @@ def remove(name: str, person: str, store: Path | None) -> None:
     """
     from iznet.gallery.gallery import GalleryStore
 
-    gs = GalleryStore(_store(store))
+    gs = GalleryStore(_store(store, write=True))
     g = gs.load(name)
     n = g.remove(person)
     v = gs.save(g, action=f"remove {person}")
@@ -209,7 +232,7 @@ def reindex(name: str, model: str, store: Path | None, switch: bool, quiet: bool
     from iznet.registry import create_embedder
     from iznet.gallery.gallery import GalleryStore, reindex as do_reindex
 
-    gs = GalleryStore(_store(store))
+    gs = GalleryStore(_store(store, write=True))
     emb = create_embedder(model, store=gs.store.root)
     old, new = do_reindex(gs, name, emb, make_current=switch, progress=not quiet, spec=model)
     state = "current" if switch else f"not current (version {old} still is)"
@@ -224,8 +247,33 @@ def switch(name: str, version: int, store: Path | None) -> None:
     """Make VERSION of gallery NAME current (atomically)."""
     from iznet.gallery.gallery import GalleryStore
 
-    GalleryStore(_store(store)).switch(name, version)
+    GalleryStore(_store(store, write=True)).switch(name, version)
     click.echo(f"gallery {name}: version {version} is current")
+
+
+@gallery.command()
+@click.argument("name", required=False)
+@store_option
+@click.option("--dry-run", is_flag=True, help="List what would be removed, remove nothing.")
+def gc(name: str | None, store: Path | None, dry_run: bool) -> None:
+    """Remove the staging folders of writers that died (of gallery NAME, or of every gallery).
+
+    A writer stages a new version in a hidden folder while it holds the gallery's lock; one killed mid-write
+    leaves the folder, with its face crops, behind. Opening the store removes them too; a folder is stale when
+    no writer holds the lock, or when it is older than the current holder's lock.
+    """
+    from iznet.gallery.gallery import GalleryStore
+
+    gs = GalleryStore(_store(store, write=not dry_run), gc=False)
+    if name is not None:
+        gs.current_version(name)  # NOT_FOUND for a gallery that is not there
+    stale = gs.stale_staging(name) if dry_run else gs.gc(name)
+    for st in stale:
+        click.echo(f"{'would remove' if dry_run else 'removed'} {st.path} ({st.bytes / 2**20:.1f} MiB, "
+                   f"{st.age_s / 3600:.1f} h old)")
+    total = sum(st.bytes for st in stale)
+    click.echo(f"{len(stale)} stale staging folder(s), {total / 2**20:.1f} MiB"
+               + (" (dry run: nothing removed)" if dry_run else " removed"))
 
 
 @gallery.command()
@@ -255,8 +303,7 @@ def info(name: str, store: Path | None, version: int | None) -> None:
               help="An LFW-format pairs file (instead of --dataset); needs --faces.")
 @click.option("--faces", type=click.Path(path_type=Path, file_okay=False, exists=True), default=None,
               help="Folder of aligned crops <name>/<name>_NNNN.jpg that --pairs refers to.")
-@click.option("--far", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=1e-2,
-              show_default=True, help="Target false-accept rate per comparison.")
+@click.option("--far", type=RATE, default=1e-2, show_default=True, help="Target false-accept rate per comparison.")
 def calibrate(name: str, store: Path | None, dataset: Path | None, split: str, pairs: Path | None,
               faces: Path | None, far: float) -> None:
     """Calibrate gallery NAME's unknown threshold from verification pairs at a target FAR (a new version)."""
@@ -273,7 +320,7 @@ def calibrate(name: str, store: Path | None, dataset: Path | None, split: str, p
         pf, faces_dir, src = read_pairs(pairs), faces, str(pairs)
     else:
         raise UserInputError("give --dataset DIR, or --pairs FILE with --faces DIR")
-    gs = GalleryStore(_store(store))
+    gs = GalleryStore(_store(store, write=True))
     g = gs.load(name)
     emb = create_embedder(g.model.get("spec") or g.model["name"])
     result = calibrate_on_pairs(g, emb, pf.pairs, faces_dir, far, src)
@@ -290,7 +337,7 @@ def calibrate(name: str, store: Path | None, dataset: Path | None, split: str, p
 @click.option("-g", "--gallery", "gallery_name", default="default", show_default=True,
               help="Gallery to look faces up in.")
 @store_option
-@click.option("-o", "--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=None,  # checked by writable_dir
               help="Folder for the annotated photos (<stem>.labelled.jpg) and their JSON (<stem>.json). "
                    "Without it, JSON goes to standard output and no photo is written.")
 @click.option("--model", default=None, help="Embedding model (must be the one the gallery was built with; "
@@ -299,12 +346,13 @@ def calibrate(name: str, store: Path | None, dataset: Path | None, split: str, p
               help="Face detector: default (mtcnn), haar, ultralight-320, ultralight-640, an .onnx path, a "
                    "trained detector (.pt) or models/NAME (default: the one the gallery was enrolled with, so "
                    "crops are framed alike).")
-@click.option("--threshold", type=float, default=None,
-              help="Override the gallery's calibrated unknown threshold (similarity, higher is stricter).")
+@click.option("--threshold", type=THRESHOLD, default=None,
+              help="Override the gallery's calibrated unknown threshold (a similarity in (0, 1], higher is "
+                   "stricter).")
 @click.option("--min-face", type=click.IntRange(1), default=20, show_default=True,
               help="Faces smaller than this many pixels are reported but not recognised.")
-@click.option("--min-score", type=float, default=0.0, show_default=True,
-              help="Drop detections below this detector score.")
+@click.option("--min-score", type=SCORE, default=0.0, show_default=True,
+              help="Drop detections below this detector score (0 to 1).")
 @click.option("--max-pixels", type=click.IntRange(1), default=64_000_000, show_default=True,
               help="Refuse photos larger than this many pixels.")
 def label(photos: tuple[Path, ...], gallery_name: str, store: Path | None, out: Path | None, model: str | None,
@@ -320,7 +368,10 @@ def label(photos: tuple[Path, ...], gallery_name: str, store: Path | None, out: 
     from iznet.pipeline import Pipeline
     from iznet.store import atomic_write_json
 
-    pipe = Pipeline.from_store(_store(store), gallery_name, model=model, detector=detector, threshold=threshold,
+    root = _store(store)
+    if out is not None:  # before any model is loaded
+        out = writable_dir(out, "output folder")
+    pipe = Pipeline.from_store(root, gallery_name, model=model, detector=detector, threshold=threshold,
                                min_face=min_face, min_score=min_score, max_pixels=max_pixels)
     failed = 0
     results = []

@@ -13,7 +13,7 @@ from iznet.config import load_settings
 
 
 @click.command()
-@click.option("--store", type=click.Path(file_okay=False), default=None,
+@click.option("--store", type=click.Path(), default=None,  # checked before anything starts
               help="Artifact store with the models and galleries (default: $IZNET_STORE or ~/.iznet).")
 @click.option("--gallery", default="default", show_default=True, help="Default gallery (galleries/<name>).")
 @click.option("--model", default=None,
@@ -24,30 +24,51 @@ from iznet.config import load_settings
               help="Detector (`iznet models list`: mtcnn, haar, ultralight-320/640, an .onnx or trained .pt). "
                    "Default: the gallery's.")
 @click.option("--port", default=0, type=int, show_default=True, help="Gateway gRPC port; 0 picks a free one.")
-@click.option("--api-key", "api_keys", multiple=True, help="Require this x-api-key on gateway calls (repeatable).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address every process listens on (services, metrics, the gateway and its Ray node); "
+                   "0.0.0.0 for every interface.")
+@click.option("--api-key", "api_keys", multiple=True,
+              help="Require this x-api-key on gateway calls (repeatable); the services take it as a key with "
+                   "write rights (gallery Enroll, RenamePerson, RemovePerson). Also IZNET_UP_API_KEYS.")
+@click.option("--read-key", "read_keys", multiple=True,
+              help="A key the gateway accepts and the services take as read-only (repeatable).")
 @click.option("--poll", default=1.0, show_default=True, type=float,
               help="Seconds between checks for newly published model/gallery versions.")
-@click.option("--log-dir", type=click.Path(file_okay=False), default=None,
+@click.option("--log-dir", type=click.Path(), default=None,
               help="Where each process logs (default: <store>/logs).")
-def up(store, gallery, model, detector, port, api_keys, poll, log_dir):
+@click.option("--drain-timeout", default=10.0, show_default=True, type=float,
+              help="On Ctrl-C/SIGTERM, seconds the gateway gets to finish the calls in flight (new ones are refused).")
+@click.option("--max-restarts", default=5, show_default=True, type=click.IntRange(0),
+              help="Restarts of one process within --restart-window before `iznet up` gives up (exit 1).")
+@click.option("--restart-window", default=120.0, show_default=True, type=float, help="Seconds, for --max-restarts.")
+def up(store, gallery, model, detector, port, host, api_keys, read_keys, poll, log_dir, drain_timeout, max_restarts,
+       restart_window):
     """Start the detection, embedding and gallery services and the Ray Serve gateway on loopback.
 
-    Prints where each listens (gRPC and Prometheus /metrics), then waits; Ctrl-C (or SIGTERM) stops them all
-    gracefully. Label through it with `iznet label --server ADDRESS PHOTO`.
+    Prints where each listens (gRPC and Prometheus /metrics), then watches them: one that dies is restarted
+    on its port with backoff (its log and its iznet_restarts metric count the restarts), and after
+    --max-restarts within --restart-window it stops everything and exits 1. Ctrl-C (or SIGTERM) stops them
+    gracefully: the gateway finishes the calls in flight, then the services stop. The processes die with it
+    even when it is killed. Label through it with `iznet label --server ADDRESS PHOTO`.
     """
+    from iznet.cli.checks import readable_store, writable_dir
     from iznet.gallery import GalleryStore
     from services.stack import Stack, StackConfig
 
     settings = load_settings(store=store)
+    readable_store(settings.store)
     g = GalleryStore(settings.store).load(gallery)  # NotFoundError naming the galleries there are
+    logs = writable_dir(Path(log_dir) if log_dir else settings.store / "logs", "log folder")
     model = model or g.model.get("spec") or g.model.get("name")
     if model.startswith("models/"):  # the embedding service follows models/NAME's CURRENT by name
         model = model.split("/")[1]
     detector = detector or g.detector
     stack = Stack(StackConfig(store=settings.store, gallery=gallery, model=model, detector=detector,
-                              api_keys=list(api_keys), poll_s=poll, gateway_port=port,
-                              log_dir=Path(log_dir) if log_dir else None))
+                              api_keys=list(api_keys), read_keys=list(read_keys), poll_s=poll, host=host,
+                              gateway_port=port, log_dir=logs, drain_s=drain_timeout, max_restarts=max_restarts,
+                              restart_window_s=restart_window))
     stopping = threading.Event()
+    gave_up = None
     previous = {s: signal.signal(s, lambda *_: stopping.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         click.echo("starting the services and the gateway (Ray takes a while)...")
@@ -57,18 +78,21 @@ def up(store, gallery, model, detector, port, api_keys, poll, log_dir):
                 if "metrics_port" in info else ""
             click.echo(f"{name:10s} {info['address']}{metrics}")
         click.echo(f"logs in {stack.log_dir}")
+        wide = stack.listeners_beyond_host()
+        if wide:
+            click.echo(f"warning: listening beyond {host}: " + ", ".join(map(str, wide)), err=True)
         click.echo(f"ready: iznet label --server {stack.gateway} PHOTO   (Ctrl-C stops everything)")
-        while not stopping.wait(1.0):
-            dead = [n for n, p in stack.procs.items() if not p.alive()]
-            if dead:
-                click.echo(f"{', '.join(dead)} exited unexpectedly (see {stack.log_dir}); stopping", err=True)
-                break
+        # A process that dies is restarted on its port with backoff while the others keep running.
+        gave_up = stack.supervise(stopping, say=lambda line: click.echo(line, err=True))
     finally:
         click.echo("stopping...")
         codes = stack.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
         click.echo("stopped: " + ", ".join(f"{n} ({c})" for n, c in codes.items()))
+    if gave_up:
+        click.echo(f"error: {gave_up}", err=True)
+        raise click.exceptions.Exit(1)
 
 
 def _label_remote(photos, server, gallery, out, threshold, min_face, min_score, api_key, timeout) -> None:
@@ -76,8 +100,10 @@ def _label_remote(photos, server, gallery, out, threshold, min_face, min_score, 
     from iznet.client import GatewayClient
     from iznet.errors import UserInputError
 
+    from iznet.cli.checks import writable_dir
+
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        out = writable_dir(out, "output folder")
     results, failed, readable = [], 0, []
     for photo in photos:  # a photo that cannot be read is reported; the others are still labelled
         try:

@@ -4,8 +4,11 @@ A :class:`Gallery` is an in-memory, editable copy of one version. Edits (enroll,
 touch only that copy; :meth:`GalleryStore.save` writes the whole of it as a *new* version: it stages a folder,
 writes the crops, the SQLite database, the vectors and the FAISS index into it, and publishes it with one
 rename and an atomic switch of ``CURRENT``. A crash anywhere before the switch leaves the previous version
-current and intact (only a stray ``.staging-*`` folder, which ``discard_staging`` removes). Old versions stay
-readable by number until they are deleted.
+current and intact (only a stray ``.staging-*`` folder). Stray staging folders hold face crops, so they are
+removed when a :class:`GalleryStore` is opened and by ``iznet gallery gc`` (:meth:`GalleryStore.gc`): a writer
+stages only while it holds the gallery's lock (``.lock``, touched when taken), so a staging folder is stale when
+the lock is free, or older than the lock's current holder. Old versions stay readable by number until they are
+deleted.
 
 Version folder (``<store>/galleries/<name>/<N>/``)::
 
@@ -27,8 +30,10 @@ import datetime as _dt
 import fcntl
 import json
 import os
+import re
 import shutil
 import sqlite3
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -428,11 +433,28 @@ CREATE TABLE versions (version INTEGER PRIMARY KEY, parent INTEGER, action TEXT,
 """
 
 
-class GalleryStore:
-    """Galleries in an artifact store (kind ``galleries``)."""
+#: The staging folders :meth:`ArtifactStore.stage` makes (not a job's resumable ``.staging-job-*``).
+_STAGING = re.compile(r"^\.staging-[0-9a-f]{12}$")
 
-    def __init__(self, root: str | os.PathLike[str]):
+
+@dataclass
+class StaleStaging:
+    path: Path
+    bytes: int
+    age_s: float
+
+
+class GalleryStore:
+    """Galleries in an artifact store (kind ``galleries``). Opening one removes the stale staging folders
+    of writers that died (see the module docstring); ``gc=False`` leaves them."""
+
+    def __init__(self, root: str | os.PathLike[str], gc: bool = True):
         self.store = root if isinstance(root, ArtifactStore) else ArtifactStore(root)
+        if gc:
+            try:
+                self.gc()
+            except OSError:  # a read-only store, or one that does not exist yet: nothing to do here
+                pass
 
     def names(self) -> list[str]:
         return self.store.names(KIND)
@@ -494,6 +516,7 @@ class GalleryStore:
         base.mkdir(parents=True, exist_ok=True)
         with open(base / ".lock", "a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
+            os.utime(base / ".lock")  # when the holder took it: its staging folders are all newer (see gc)
             try:
                 yield
             finally:
@@ -594,6 +617,43 @@ class GalleryStore:
 
     def discard_staging(self, name: str) -> int:
         return self.store.discard_staging(KIND, name)
+
+    def stale_staging(self, name: str | None = None) -> list[StaleStaging]:
+        """Staging folders of writers that are gone: all of a gallery whose lock is free; while a writer
+        holds it, those older than the moment it took the lock."""
+        base = self.store.root / KIND
+        names = [name] if name is not None else sorted(p.name for p in base.iterdir() if p.is_dir()) \
+            if base.is_dir() else []
+        out, now = [], time.time()
+        for n in names:
+            folder = self.store.dir(KIND, n)
+            staged = [p for p in folder.glob(".staging-*") if _STAGING.match(p.name) and p.is_dir()] \
+                if folder.is_dir() else []
+            if not staged:
+                continue
+            with open(folder / ".lock", "a+") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    busy_since = None
+                except BlockingIOError:
+                    busy_since = os.fstat(fh.fileno()).st_mtime
+                try:
+                    for p in staged:
+                        mtime = p.stat().st_mtime
+                        if busy_since is None or mtime < busy_since:
+                            size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+                            out.append(StaleStaging(p, size, now - mtime))
+                finally:
+                    if busy_since is None:
+                        fcntl.flock(fh, fcntl.LOCK_UN)
+        return out
+
+    def gc(self, name: str | None = None) -> list[StaleStaging]:
+        """Remove the stale staging folders (of gallery ``name``, or of every gallery); returns them."""
+        gone = self.stale_staging(name)
+        for s in gone:
+            shutil.rmtree(s.path, ignore_errors=True)
+        return gone
 
 
 def reindex(gstore: GalleryStore, name: str, embedder, *, make_current: bool = True, batch: int = 64,

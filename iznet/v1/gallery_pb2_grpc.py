@@ -27,7 +27,10 @@ if _version_not_supported:
 
 
 class GalleryStub:
-    """Missing associated documentation comment in .proto file."""
+    """Every call sends an API key as `x-api-key` metadata: Search, ListPeople and GetVersion take any key the server
+    accepts; Enroll, RenamePerson and RemovePerson need one with write rights (UNAUTHENTICATED without a valid
+    key, PERMISSION_DENIED with a read-only one). See services/common.py.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -68,7 +71,10 @@ class GalleryStub:
 
 
 class GalleryServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Every call sends an API key as `x-api-key` metadata: Search, ListPeople and GetVersion take any key the server
+    accepts; Enroll, RenamePerson and RemovePerson need one with write rights (UNAUTHENTICATED without a valid
+    key, PERMISSION_DENIED with a read-only one). See services/common.py.
+    """
 
     def Search(self, request, context):
         """Look up a batch of vectors; one match list per vector, in order.
@@ -152,7 +158,10 @@ def add_GalleryServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Gallery:
-    """Missing associated documentation comment in .proto file."""
+    """Every call sends an API key as `x-api-key` metadata: Search, ListPeople and GetVersion take any key the server
+    accepts; Enroll, RenamePerson and RemovePerson need one with write rights (UNAUTHENTICATED without a valid
+    key, PERMISSION_DENIED with a read-only one). See services/common.py.
+    """
 
     @staticmethod
     def Search(request,

@@ -5,12 +5,15 @@ Each gallery is ``galleries/<name>`` in the artifact store, served at its CURREN
 new one is published (:class:`iznet.serving.Current`). A search names the model its vectors came from; it is
 answered by the newest loaded version built with that model (normally the current one; during a model switch
 the previous one), and refused with FAILED_PRECONDITION when there is none, so vectors of one model are never
-searched among vectors of another. A thin layer over :class:`iznet.gallery.Gallery` and
+searched among vectors of another. Every search must name that model (``model_digest``); a threshold must be
+finite and in [0, 1] (0: the calibrated one). Errors name the gallery asked for, never the store's path on this
+server. A thin layer over :class:`iznet.gallery.Gallery` and
 :class:`iznet.gallery.GalleryStore`: edits load the current version, change it and save a new version.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -18,7 +21,7 @@ import click
 import numpy as np
 
 from iznet.config import load_settings
-from iznet.errors import UserInputError
+from iznet.errors import NotFoundError, UserInputError
 from iznet.gallery import GalleryStore
 from iznet.imageio import ImageError, decode_image
 from iznet.serving import Current
@@ -32,10 +35,21 @@ MAX_TOP_K = 100
 
 
 def vectors_from_pb(vectors) -> np.ndarray:
+    lengths = {len(v.values) for v in vectors}
+    if lengths != {EMBEDDING_DIM}:
+        raise UserInputError(f"vectors must have {EMBEDDING_DIM} values each (got {sorted(lengths)})")
     arr = np.array([list(v.values) for v in vectors], np.float32)
-    if arr.ndim != 2 or arr.shape[1] != EMBEDDING_DIM:
-        raise UserInputError(f"vectors must have {EMBEDDING_DIM} values each")
+    if not np.all(np.isfinite(arr)):
+        raise UserInputError("vectors must be finite (no NaN or infinity)")
     return arr
+
+
+def check_threshold(value: float) -> float:
+    """A similarity threshold override: finite and in [0, 1]; 0 means the gallery's calibrated one."""
+    if not math.isfinite(value) or not 0 <= value <= 1:
+        raise UserInputError(f"threshold {value} out of range: a similarity in (0, 1], or 0 for the gallery's "
+                             "calibrated threshold")
+    return value
 
 
 class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
@@ -51,7 +65,10 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
         with self._lock:
             cur = self._galleries.get(name)
         if cur is None:
-            self.gstore.current_version(name)  # NotFoundError naming the galleries there are
+            try:
+                self.gstore.current_version(name)
+            except NotFoundError:  # name the gallery asked for, not this server's paths or its other galleries
+                raise NotFoundError(f"no gallery {name!r} on this server") from None
             cur = Current(self.store, "galleries", name, lambda p: self.gstore.load(name, int(p.name)),
                           poll_s=self.poll_s)
             with self._lock:
@@ -64,16 +81,20 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
             raise UserInputError("empty request: no vectors")
         if not 0 <= request.top_k <= MAX_TOP_K:
             raise UserInputError(f"top_k {request.top_k} out of range 0..{MAX_TOP_K}")
+        if not request.model_digest:  # without it vectors of one model could be searched among another's
+            raise UserInputError("model_digest is required: the digest of the model the vectors came from "
+                                 "(EmbedResponse.model.digest)")
+        threshold = check_threshold(request.threshold)
+        vectors = vectors_from_pb(request.vectors)
         cur = self._current(request.gallery)
         gallery = cur.get().obj
-        if request.model_digest:  # the newest loaded version made with that model (see the module docstring)
-            found = cur.find(lambda g: g.model.get("digest") == request.model_digest)
-            gallery = found.obj if found is not None else gallery  # none: search() refuses with the reason
+        # The newest loaded version made with that model (see the module docstring); none: search() refuses.
+        found = cur.find(lambda g: g.model.get("digest") == request.model_digest)
+        gallery = found.obj if found is not None else gallery
         common.observe_batch("gallery", "Search", len(request.vectors))
         t0 = time.perf_counter()
-        model = {"digest": request.model_digest, "name": "the caller's model"} if request.model_digest else None
-        matches = gallery.search(vectors_from_pb(request.vectors), model=model, threshold=request.threshold,
-                                 candidates=request.top_k or 3)
+        model = {"digest": request.model_digest, "name": "the caller's model"}
+        matches = gallery.search(vectors, model=model, threshold=threshold, candidates=request.top_k or 3)
         ms = (time.perf_counter() - t0) * 1e3
         out = [match_pb(m) for m in matches]
         return gallery_pb2.SearchResponse(matches=out, version=common.gallery_version_pb(gallery.version_info()),
@@ -99,6 +120,10 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
     def Enroll(self, request: gallery_pb2.EnrollRequest, context) -> gallery_pb2.EnrollResponse:
         if not request.exemplars:
             raise UserInputError("empty request: no exemplars")
+        if not request.person:
+            raise UserInputError("empty request: no person")
+        if not request.model_digest:
+            raise UserInputError("model_digest is required: the digest of the model the vectors came from")
         common.observe_batch("gallery", "Enroll", len(request.exemplars))
         vectors = vectors_from_pb([e.vector for e in request.exemplars])
         crops = []
@@ -114,10 +139,14 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
                                           version=common.gallery_version_pb(gallery.version_info()))
 
     def RenamePerson(self, request, context) -> gallery_pb2.Person:
+        if not request.person or not request.new_name:
+            raise UserInputError("empty request: give the person and the new name")
         gallery, _ = self._edit(request.gallery, "rename", lambda g: g.rename(request.person, request.new_name))
         return self._person_pb(gallery, request.new_name)
 
     def RemovePerson(self, request, context) -> gallery_pb2.RemovePersonResponse:
+        if not request.person:
+            raise UserInputError("empty request: no person")
         gallery, removed = self._edit(request.gallery, "remove", lambda g: g.remove(request.person))
         return gallery_pb2.RemovePersonResponse(removed_exemplars=removed,
                                                 version=common.gallery_version_pb(gallery.version_info()))

@@ -146,6 +146,33 @@ def test_api_keys_come_from_a_secret_and_never_from_plain_values(rendered):
                                                      f"{FULL}-gateway"))["containers"][0])
 
 
+def test_every_service_takes_keys_from_secrets_and_the_gateway_sends_the_service_token(rendered):
+    """The gallery, detection and embedding services check keys too (services/common.py Keys): the generated
+    service token is their read-only key and what the gateway sends; the API keys are their write keys."""
+    for name, docs in rendered.items():
+        token = one(docs, "Secret", f"{FULL}-service-token")
+        assert token["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"  # kept across upgrades
+        ref = {"name": f"{FULL}-service-token", "key": "service-token"}
+        for svc in ("detection", "embedding", "gallery"):
+            env = _env(pod_spec(one(docs, "Deployment", f"{FULL}-{svc}"))["containers"][0])
+            assert env["IZNET_READ_KEYS"]["valueFrom"]["secretKeyRef"] == ref, (name, svc)
+            if name == "gpu":  # the value set with API keys: they are the services' write keys
+                assert env["IZNET_API_KEYS"]["valueFrom"]["secretKeyRef"] == {"name": f"{FULL}-api-keys",
+                                                                              "key": "api-keys"}
+            else:
+                assert "IZNET_API_KEYS" not in env, (name, svc)
+        gateways = [pod_spec(d)["containers"][0] for d in find(docs, "Deployment", f"{FULL}-gateway")]
+        for rs in find(docs, "RayService"):
+            cluster = rs["spec"]["rayClusterConfig"]
+            gateways += [g["template"]["spec"]["containers"][0] for g in
+                         [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]]
+        assert gateways, name
+        for c in gateways:
+            assert _env(c)["IZNET_SERVICE_TOKEN"]["valueFrom"]["secretKeyRef"] == ref, name
+        token_value = next(iter(token["data"].values()))
+        assert token_value not in yaml.safe_dump([d for d in docs if d["kind"] != "Secret"])
+
+
 def test_pods_run_as_non_root_with_a_read_only_root(rendered):
     for name, docs in rendered.items():
         for d in docs:

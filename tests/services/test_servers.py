@@ -17,6 +17,7 @@ from iznet.registry import create_embedder
 from iznet.serving import publish_model
 from iznet.v1 import common_pb2, detection_pb2, detection_pb2_grpc, embedding_pb2, embedding_pb2_grpc
 from iznet.v1 import gallery_pb2, gallery_pb2_grpc
+from services.common import keyed_channel
 from services.stack import Proc, Stack, StackConfig
 from tests.services.conftest import MODEL
 
@@ -33,7 +34,8 @@ def services(world):
 
 
 def stub(services, name, cls):
-    return cls(grpc.insecure_channel(services.procs[name].address))
+    """A stub that sends the stack's service token (a read-only key), as the gateway does."""
+    return cls(keyed_channel(services.procs[name].address, services.token))
 
 
 def test_health_and_reflection_on_every_server(services):
@@ -93,10 +95,12 @@ def test_gallery_refuses_vectors_of_another_model_and_unknown_galleries(world, s
         gal.Search(gallery_pb2.SearchRequest(vectors=[vec], model_digest=other.version["digest"]), timeout=5)
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "reindex" in e.value.details()
     with pytest.raises(grpc.RpcError) as e:
-        gal.Search(gallery_pb2.SearchRequest(gallery="missing", vectors=[vec]), timeout=5)
+        gal.Search(gallery_pb2.SearchRequest(gallery="missing", vectors=[vec], model_digest=other.version["digest"]),
+                   timeout=5)
     assert e.value.code() == grpc.StatusCode.NOT_FOUND and "missing" in e.value.details()
     with pytest.raises(grpc.RpcError) as e:
-        gal.Search(gallery_pb2.SearchRequest(vectors=[common_pb2.Vector(values=[1.0, 2.0])]), timeout=5)
+        gal.Search(gallery_pb2.SearchRequest(vectors=[common_pb2.Vector(values=[1.0, 2.0])],
+                                             model_digest=other.version["digest"]), timeout=5)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     people = gal.ListPeople(gallery_pb2.ListPeopleRequest(), timeout=5)
     assert sorted(p.name for p in people.people) == world.people
@@ -139,7 +143,7 @@ def test_new_model_version_is_served_and_the_old_one_stays_pinnable(world, servi
 
 def test_sigterm_shuts_down_gracefully(world, services):
     proc = Proc("detection-2", services._service_args("detection"), services.log_dir / "detection-2.log")
-    proc.start(services.env, 60)  # a second detection server, to stop
+    proc.start(services.env_for("detection"), 60)  # a second detection server, to stop
     health = health_pb2_grpc.HealthStub(grpc.insecure_channel(proc.address))
     assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
     assert proc.stop() == 0

@@ -207,12 +207,44 @@ imagePullSecrets:
 {{- if or .Values.apiKeys.existingSecret .Values.apiKeys.keys -}}true{{- end -}}
 {{- end -}}
 
-{{/* The gateway's environment: the store and the API keys. services.gateway reads its repeatable --api-key
+{{/* The gateway's environment: the store, the service token and the API keys. services.gateway reads its repeatable --api-key
      from IZNET_GATEWAY_API_KEYS (space-separated), so the Secret holds the keys joined by spaces. */}}
 {{- define "iznet.gateway.env" -}}
 {{ include "iznet.commonEnv" . }}
+{{ include "iznet.serviceToken.env" . }}
 {{- if include "iznet.apiKeys.enabled" . }}
 - name: IZNET_GATEWAY_API_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "iznet.apiKeys.secretName" . }}
+      key: {{ .Values.apiKeys.existingSecretKey }}
+{{- end }}
+{{- end -}}
+
+{{- define "iznet.serviceToken.secretName" -}}
+{{- .Values.apiKeys.serviceToken.existingSecret | default (printf "%s-service-token" (include "iznet.fullname" .)) -}}
+{{- end -}}
+
+{{/* What the gateway sends to the services: the service token (IZNET_SERVICE_TOKEN, services/common.py). */}}
+{{- define "iznet.serviceToken.env" -}}
+- name: IZNET_SERVICE_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "iznet.serviceToken.secretName" . }}
+      key: {{ .Values.apiKeys.serviceToken.existingSecretKey }}
+{{- end -}}
+
+{{/* The keys every gRPC service accepts (services/common.py Keys): the service token as a read-only key
+     (IZNET_READ_KEYS), and the API keys with write rights (IZNET_API_KEYS) when there are any; without them
+     the services refuse every write. */}}
+{{- define "iznet.services.keysEnv" -}}
+- name: IZNET_READ_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "iznet.serviceToken.secretName" . }}
+      key: {{ .Values.apiKeys.serviceToken.existingSecretKey }}
+{{- if include "iznet.apiKeys.enabled" . }}
+- name: IZNET_API_KEYS
   valueFrom:
     secretKeyRef:
       name: {{ include "iznet.apiKeys.secretName" . }}
