@@ -103,8 +103,8 @@ class LabelOptions:
         if not math.isfinite(float(self.min_score)):
             raise UserInputError(f"min_score must be a number, not {self.min_score}")
         if self.threshold is not None and not (math.isfinite(float(self.threshold))
-                                               and -1.0 <= float(self.threshold) <= 1.0):
-            raise UserInputError(f"threshold must be a similarity in [-1, 1], not {self.threshold}")
+                                               and 0.0 <= float(self.threshold) <= 1.0):
+            raise UserInputError(f"threshold must be a similarity in [0, 1], not {self.threshold}")
 
 
 @dataclass

@@ -27,7 +27,8 @@ from iznet.gallery import gallery as gallery_mod
 from iznet.imageio import encode_image
 from iznet.registry import create_embedder
 from iznet.v1 import common_pb2, detection_pb2, detection_pb2_grpc, embedding_pb2, embedding_pb2_grpc
-from iznet.v1 import gallery_pb2, gallery_pb2_grpc
+from iznet.v1 import gallery_pb2, gallery_pb2_grpc, gateway_pb2
+from iznet.errors import UserInputError
 from services.common import keyed_channel
 from services.stack import Stack, StackConfig
 from tests.services.conftest import MODEL
@@ -246,9 +247,14 @@ def test_gateway_refuses_bad_thresholds_and_hides_internal_addresses(world, stac
     photo = world.groups(2)[0]
     with GatewayClient(stack.gateway, api_key=READ_KEY, timeout=60) as gw:
         for bad in (math.nan, -0.5, 1.5):
-            with pytest.raises(GatewayError) as e:
+            with pytest.raises(UserInputError, match="threshold"):  # the client checks its options first
                 gw.label(photo, threshold=bad)
-            assert e.value.code == "INVALID_ARGUMENT" and "threshold" in e.value.details, bad
+            # ... and the gateway refuses them from any other client
+            raw = gateway_pb2.LabelRequest(image=common_pb2.Image(data=photo),
+                                           options=gateway_pb2.LabelOptions(threshold=bad))
+            with pytest.raises(grpc.RpcError) as e:
+                gw.stub.Label(raw, timeout=60, metadata=gw.metadata)
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "threshold" in e.value.details(), bad
         with pytest.raises(GatewayError) as e:
             gw.label(photo, gallery="nobody-here")
         assert e.value.code == "NOT_FOUND" and "nobody-here" in e.value.details
