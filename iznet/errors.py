@@ -35,3 +35,9 @@ class UnavailableError(IZNetError):
     loaded the model); retrying later, or elsewhere, may succeed. The message says which and why."""
 
     grpc_code = "UNAVAILABLE"
+
+
+class ResourceExhaustedError(IZNetError):
+    """The server is at its limit for this kind of work (e.g. decoded pixels in flight); try again shortly."""
+
+    grpc_code = "RESOURCE_EXHAUSTED"

@@ -105,3 +105,43 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray, quality: int = 
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+class PixelBudget:
+    """A bound on decoded pixels held at once by one process: each call reserves its image's pixel count
+    (read from the header) before decoding, waits up to ``wait_s`` for room, else is refused with
+    :class:`~iznet.errors.ResourceExhaustedError`. Four 64-Mpx photos at once then cost at most the budget,
+    not 4 x 0.75 GB. One image larger than the whole budget runs alone, when nothing else holds any."""
+
+    def __init__(self, max_pixels: int):
+        import threading
+
+        self.max_pixels, self.held = int(max_pixels), 0
+        self._cond = threading.Condition()
+
+    def hold(self, pixels: int, wait_s: float = 5.0):
+        import contextlib
+        import time
+
+        from iznet.errors import ResourceExhaustedError
+
+        @contextlib.contextmanager
+        def held():
+            deadline = time.monotonic() + max(0.0, wait_s)
+            with self._cond:
+                while self.held and self.held + pixels > self.max_pixels:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise ResourceExhaustedError(
+                            f"busy: {self.held:,} decoded pixels in flight, this photo needs {pixels:,} more "
+                            f"(budget {self.max_pixels:,}); send it again shortly")
+                    self._cond.wait(left)
+                self.held += pixels
+            try:
+                yield
+            finally:
+                with self._cond:
+                    self.held -= pixels
+                    self._cond.notify_all()
+
+        return held()

@@ -55,3 +55,32 @@ def test_truncated_jpeg_is_corrupt(tmp_path):
 def test_missing_file_is_not_found(tmp_path):
     with pytest.raises(NotFoundError, match="no such file"):
         read_image(tmp_path / "nope.jpg")
+
+
+def test_the_pixel_budget_bounds_decoded_pixels_in_flight():
+    import threading
+    import time
+
+    from iznet.errors import ResourceExhaustedError
+    from iznet.imageio import PixelBudget
+
+    budget, peak, lock = PixelBudget(100), [0], threading.Lock()
+
+    def work():
+        with budget.hold(60, wait_s=10):
+            with lock:
+                peak[0] = max(peak[0], budget.held)
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] == 60 and budget.held == 0  # one at a time: two would be 120 > 100
+    with budget.hold(80):
+        with pytest.raises(ResourceExhaustedError, match="busy"):
+            with budget.hold(50, wait_s=0.1):
+                pass
+    with budget.hold(500):  # larger than the whole budget: runs alone
+        assert budget.held == 500

@@ -16,7 +16,7 @@ from iznet.config import load_settings
 from iznet import wire
 from iznet.data.align import DEFAULT_MARGIN, DEFAULT_SIZE, ChipSpec
 from iznet.errors import ImageError, UserInputError
-from iznet.imageio import decode_image, encode_image
+from iznet.imageio import PixelBudget, decode_image, encode_image, image_size
 from iznet.pipeline import detector_version, locate
 from iznet.registry import create_detector
 from iznet.v1 import common_pb2, detection_pb2, detection_pb2_grpc
@@ -27,8 +27,11 @@ DEFAULT_CROP = DEFAULT_SIZE  # what Pipeline aligns to when the caller names no 
 
 
 class DetectionServicer(detection_pb2_grpc.DetectionServicer):
-    def __init__(self, make_detector, max_pixels: int, max_bytes: int):
+    def __init__(self, make_detector, max_pixels: int, max_bytes: int, pixel_budget: int = 0):
         self.make_detector = make_detector
+        #: Decoded pixels this process holds at once, across its worker threads (default: two of the
+        #: largest photos it accepts).
+        self.budget = PixelBudget(pixel_budget or 2 * max_pixels)
         self.max_pixels, self.max_bytes = max_pixels, max_bytes
         # OpenCV's cascades keep per-call state in the classifier object: one detector per worker thread (the
         # eye finder that alignment uses keeps its own cascade per thread, iznet.data.align).
@@ -61,12 +64,22 @@ class DetectionServicer(detection_pb2_grpc.DetectionServicer):
             common.check_deadline(context, f"image {i + 1} of {len(request.images)}")
             t0 = time.perf_counter()
             try:
-                image = decode_image(img.data, max_pixels=self.max_pixels, max_bytes=self.max_bytes)
+                w, h = image_size(img.data) if img.data else (0, 0)
             except ImageError as exc:
                 results.append(detection_pb2.ImageDetections(image_id=img.id, error=str(exc)))
                 continue
-            t1 = time.perf_counter()
-            located, padded = locate(self._detector(), image, chip, min_score=request.min_score)
+            # Decoded pixels in flight are bounded per process: a photo waits for room (or is refused).
+            with self.budget.hold(min(w * h, self.max_pixels), wait_s=_seconds_left(context, 10.0)):
+                try:
+                    image = decode_image(img.data, max_pixels=self.max_pixels, max_bytes=self.max_bytes)
+                except ImageError as exc:
+                    results.append(detection_pb2.ImageDetections(image_id=img.id, error=str(exc)))
+                    continue
+                t1 = time.perf_counter()
+                # Every detector runs on a bounded-resolution copy of a huge photo and maps its boxes back.
+                located, padded = locate(self._detector(), image, chip, min_score=request.min_score)
+                h, w = image.shape[:2]  # as decoded (EXIF orientation applied)
+                del image
             if request.max_faces > 0:
                 located = sorted(located, key=lambda f: -f.box.area)[:request.max_faces]
             t2 = time.perf_counter()
@@ -75,7 +88,6 @@ class DetectionServicer(detection_pb2_grpc.DetectionServicer):
             t["decode"] += (t1 - t0) * 1e3
             t["locate"] += (t2 - t1) * 1e3
             t["encode"] += (t3 - t2) * 1e3
-            h, w = image.shape[:2]
             results.append(detection_pb2.ImageDetections(image_id=img.id, width=w, height=h, faces=out,
                                                          padded=padded))
         return detection_pb2.DetectResponse(results=results, model=common.model_version_pb(self.version),
@@ -83,6 +95,11 @@ class DetectionServicer(detection_pb2_grpc.DetectionServicer):
 
     def GetModel(self, request, context) -> common_pb2.ModelVersion:
         return common.model_version_pb(self.version)
+
+
+def _seconds_left(context, cap: float) -> float:
+    remaining = context.time_remaining() if context is not None else None
+    return cap if remaining is None else max(0.0, min(cap, remaining))
 
 
 def _threads(spec: str, threads: int) -> dict:
@@ -95,14 +112,17 @@ def _threads(spec: str, threads: int) -> dict:
 @click.option("--detector", default="default", show_default=True,
               help="Any detector `iznet models list` shows: default (mtcnn), haar, ultralight-320, "
                    "ultralight-640, an Ultra-Light .onnx path, a trained detector (.pt) or models/NAME.")
+@click.option("--pixel-budget", type=click.IntRange(0), default=0,
+              help="Decoded pixels this service holds at once across its workers; a photo waits for room or is "
+                   "refused with RESOURCE_EXHAUSTED. [0: twice the largest photo accepted]")
 @common.common_click_options
-def main(detector, host, port, metrics_port, max_message_mb, workers, grace, torch_threads):
+def main(detector, pixel_budget, host, port, metrics_port, max_message_mb, workers, grace, torch_threads):
     """The detection gRPC service."""
     common.limit_threads(torch_threads)
     settings = load_settings()
     servicer = DetectionServicer(lambda: create_detector(detector, store=settings.store, **_threads(detector, torch_threads)),
                                  settings.max_image_pixels,
-                                 min(settings.max_image_bytes, max_message_mb * common.MiB))
+                                 min(settings.max_image_bytes, max_message_mb * common.MiB), pixel_budget)
     common.serve("detection", [detection_pb2.DESCRIPTOR.services_by_name["Detection"].full_name],
                  lambda s: detection_pb2_grpc.add_DetectionServicer_to_server(servicer, s),
                  common.ServerOptions(host, port, metrics_port, max_message_mb, workers, grace))
