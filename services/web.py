@@ -403,6 +403,20 @@ def make_server(backend: WebBackend, host: str = "127.0.0.1", port: int = 0) -> 
     return server
 
 
+def start_web(stack, port: int = 0, timeout: float = 60.0):
+    """Start the web page beside a started :class:`services.stack.Stack` (a ``Proc`` named ``web``, added to
+    ``stack.procs`` so ``stack.addresses()`` lists it; stop it with ``proc.stop()``)."""
+    from services.stack import Proc
+
+    a = stack.addresses()
+    args = ["-m", "services.web", "--gateway", a["gateway"]["address"], "--embedding", a["embedding"]["address"],
+            "--gallery", a["gallery"]["address"], "--store", str(stack.cfg.store),
+            "--default-gallery", stack.cfg.gallery, "--host", stack.cfg.host, "--port", str(port)]
+    proc = Proc("web", args, stack.log_dir / "web.log").start(stack.env, timeout)
+    stack.procs["web"] = proc
+    return proc
+
+
 @click.command()
 @click.option("--gateway", required=True, help="The gateway's gRPC address, HOST:PORT.")
 @click.option("--embedding", required=True, help="The embedding service's gRPC address (enrollment).")
