@@ -334,6 +334,7 @@ class Handler(BaseHTTPRequestHandler):
     def _body(self) -> bytes:
         n = int(self.headers.get("Content-Length") or 0)
         if n > MAX_UPLOAD:
+            self.close_connection = True  # the body is not read
             raise ApiError("INVALID_ARGUMENT", f"image too large: {n:,} bytes > limit {MAX_UPLOAD:,}")
         return self.rfile.read(n) if n else b""
 

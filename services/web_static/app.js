@@ -20,7 +20,15 @@ function showError(err) {
   box.hidden = !err;
 }
 
+function tooLarge(file) {
+  const limit = state.info ? state.info.max_upload : Infinity;
+  return file.size > limit
+    ? { code: "INVALID_ARGUMENT", error: `image too large: ${file.size.toLocaleString("en")} bytes > limit ${limit.toLocaleString("en")}` }
+    : null;
+}
+
 async function api(path, { method = "GET", body = null, params = {} } = {}) {
+  if (body instanceof File && tooLarge(body)) throw tooLarge(body);
   const q = new URLSearchParams({ gallery: state.gallery, ...params });
   const headers = {};
   if (state.key) headers["X-Api-Key"] = state.key;
@@ -223,7 +231,7 @@ async function loadJobs() {
       : el("progress", { max: 100, value: pct, "aria-label": `${j.id} ${pct}%` }, `${pct}%`);
     const cell = el("td", {}, bar, p.phase ? ` ${p.phase}` : "", pct !== null ? ` ${pct}%` : "");
     const outs = j.error || Object.values(j.outputs).join(", ");
-    return el("tr", { class: (j.state || "").toLowerCase() }, el("td", { text: j.id.slice(0, 12) }), el("td", { text: j.kind }),
+    return el("tr", { class: (j.state || "").toLowerCase() }, el("td", { title: j.id, text: j.id.slice(0, 12) }), el("td", { text: j.kind }),
       el("td", { text: j.state }), cell, el("td", { text: j.submitted_at || "" }), el("td", { text: outs || "" }));
   }));
 }

@@ -18,6 +18,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from iznet.config import shared_data_dir
@@ -123,7 +125,7 @@ def test_upload_a_photo_and_see_the_names(site, browser, artifacts, world):  # n
         assert len(names) == 2 and all(n in world.people for n in names)
     assert browser.eval("document.querySelector('#annotated').naturalWidth") > 0
     versions = browser.eval("document.querySelector('#label-versions').textContent")
-    assert "haar" in versions and "baseline-lbp" in versions.lower() or MODEL in versions
+    assert "haar" in versions and "baseline-lbp" in versions
     browser.screenshot(artifacts / "label.png")
     browser.send("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=1, mobile=True)
     try:
@@ -154,18 +156,21 @@ def test_enroll_a_person_and_see_them_listed(site, browser, artifacts, world, tm
     assert photos
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff garbage")
+    blank = tmp_path / "wall.png"
+    cv2.imwrite(str(blank), np.full((120, 160, 3), 128, np.uint8))
     assert use_key(browser, url, API_KEY) == "key accepted"
     browser.goto(url + "#people")
     browser.wait_for("document.body.dataset.ready === 'people'")
     browser.eval("document.querySelector('#enroll-person').value = 'ada_newcomer'; true")
-    browser.set_files("#enroll-files", [*photos, bad])
+    browser.set_files("#enroll-files", [*photos, bad, blank])
     browser.eval("document.querySelector('#enroll-form').requestSubmit(); true")
     summary = browser.wait_for("(li => li && li.textContent)(document.querySelector('#enroll-results li.summary'))",
                                timeout=90)
     results = browser.eval("[...document.querySelectorAll('#enroll-results li')].map(li => [li.className, li.textContent])")
-    assert summary == f"{len(photos)} of {len(photos) + 1} photo(s) enrolled for ada_newcomer", results
-    assert [c for c, _ in results[:-1]] == ["enrolled"] * len(photos) + ["rejected"]
-    assert "broken.jpg: rejected — unreadable" in results[-2][1]
+    assert summary == f"{len(photos)} of {len(photos) + 2} photo(s) enrolled for ada_newcomer", results
+    assert [c for c, _ in results[:-1]] == ["enrolled"] * len(photos) + ["rejected", "rejected"]
+    assert "broken.jpg: rejected — unreadable: " in results[-3][1] and "not a readable image" in results[-3][1]
+    assert results[-2][1] == "wall.png: rejected — no_face: the haar detector found no face"
     browser.wait_for("document.querySelectorAll('li[data-person=\"ada_newcomer\"] .thumbs img').length === "
                      f"{len(photos)}")
     listed = browser.eval("[...document.querySelectorAll('#people-list h3')].map(h => h.textContent)")
@@ -195,3 +200,21 @@ def test_versions_models_and_jobs_pages(site, browser, artifacts, world):  # noq
     row = browser.eval("[...document.querySelector('#jobs tbody tr').cells].map(c => c.textContent)")
     assert row[1] == "reindex" and row[2] == "SUCCESS" and "100%" in row[3] and "galleries/default/3" in row[5]
     browser.screenshot(artifacts / "jobs.png")
+
+
+def test_too_large_is_refused_with_the_reason(site):
+    st, url = site
+    from services.web import MAX_UPLOAD
+
+    import http.client
+
+    host, port = url.split("//")[1].rstrip("/").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)  # the length alone is refused, unread
+    conn.putrequest("POST", "/api/label?gallery=default")
+    conn.putheader("X-Api-Key", API_KEY)
+    conn.putheader("Content-Length", str(MAX_UPLOAD + 1))
+    conn.endheaders()
+    resp = conn.getresponse()
+    doc = json.load(resp)
+    conn.close()
+    assert resp.status == 400 and doc["code"] == "INVALID_ARGUMENT" and doc["error"].startswith("image too large")
