@@ -52,10 +52,14 @@ def up(store, gallery, model, detector, port, api_keys, poll, log_dir):
     try:
         click.echo("starting the services and the gateway (Ray takes a while)...")
         stack.start()
+        from services.web import start_web  # the web page (issue 21): listed below, stopped in `finally`
+        start_web(stack)
         for name, info in stack.addresses().items():
             metrics = f"  metrics http://{info['address'].rsplit(':', 1)[0]}:{info['metrics_port']}/metrics" \
                 if "metrics_port" in info else ""
             click.echo(f"{name:10s} {info['address']}{metrics}")
+        if "web" in stack.procs:
+            click.echo(f"web page   {stack.procs['web'].info['url']}")
         click.echo(f"logs in {stack.log_dir}")
         click.echo(f"ready: iznet label --server {stack.gateway} PHOTO   (Ctrl-C stops everything)")
         while not stopping.wait(1.0):
@@ -65,7 +69,8 @@ def up(store, gallery, model, detector, port, api_keys, poll, log_dir):
                 break
     finally:
         click.echo("stopping...")
-        codes = stack.stop()
+        web_code = stack.procs["web"].stop() if "web" in stack.procs else None
+        codes = {**stack.stop(), **({"web": web_code} if "web" in stack.procs else {})}
         for s, handler in previous.items():
             signal.signal(s, handler)
         click.echo("stopped: " + ", ".join(f"{n} ({c})" for n, c in codes.items()))
