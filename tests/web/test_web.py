@@ -179,6 +179,22 @@ def test_enroll_a_person_and_see_them_listed(site, browser, artifacts, world, tm
     browser.screenshot(artifacts / "people.png")
 
 
+
+def test_rename_and_remove_a_person(site, browser, artifacts):
+    _, url = site
+    assert use_key(browser, url, API_KEY) == "key accepted"
+    browser.goto(url + "#people")
+    browser.wait_for("document.body.dataset.ready === 'people'")
+    browser.wait_for("!!document.querySelector('li[data-person=\"ada_newcomer\"]')")
+    browser.prompt_text = "ada_renamed"  # the prompt() and confirm() dialogs are accepted by the driver
+    browser.eval("document.querySelector('li[data-person=\"ada_newcomer\"] .actions button').click(); true")
+    browser.wait_for("!!document.querySelector('li[data-person=\"ada_renamed\"] .thumbs img')")
+    assert browser.eval("!document.querySelector('li[data-person=\"ada_newcomer\"]')")
+    browser.eval("document.querySelector('li[data-person=\"ada_renamed\"] button.danger').click(); true")
+    browser.wait_for("!document.querySelector('li[data-person=\"ada_renamed\"]') && "
+                     "document.querySelectorAll('#people-list li').length > 0")
+    assert browser.eval("document.querySelector('#alert').hidden")
+
 def test_versions_models_and_jobs_pages(site, browser, artifacts, world):  # noqa: F811
     _, url = site
     jobs = world.store.root / "jobs"
@@ -191,7 +207,7 @@ def test_versions_models_and_jobs_pages(site, browser, artifacts, world):  # noq
     browser.goto(url + "#versions")
     browser.wait_for("document.body.dataset.ready === 'versions'")
     history = browser.eval("[...document.querySelectorAll('#history tbody tr')].map(r => r.cells[1].textContent)")
-    assert "enroll" in history  # the test above made a version; the first was made by the world
+    assert history[:2] == ["remove", "rename"] and "enroll" in history  # the tests above made these versions
     cards = browser.eval("[...document.querySelectorAll('#models h3')].map(h => h.textContent)")
     assert any(c.startswith("haar") for c in cards) and any(c.startswith(f"models/{MODEL}") for c in cards)
     browser.screenshot(artifacts / "versions.png")
