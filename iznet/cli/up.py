@@ -73,10 +73,14 @@ def up(store, gallery, model, detector, port, host, api_keys, read_keys, poll, l
     try:
         click.echo("starting the services and the gateway (Ray takes a while)...")
         stack.start()
+        from services.web import start_web  # the web page (issue 21): listed below, stopped in `finally`
+        start_web(stack)
         for name, info in stack.addresses().items():
             metrics = f"  metrics http://{info['address'].rsplit(':', 1)[0]}:{info['metrics_port']}/metrics" \
                 if "metrics_port" in info else ""
             click.echo(f"{name:10s} {info['address']}{metrics}")
+        if "web" in stack.procs:
+            click.echo(f"web page   {stack.procs['web'].info['url']}")
         click.echo(f"logs in {stack.log_dir}")
         wide = stack.listeners_beyond_host()
         if wide:
@@ -86,7 +90,8 @@ def up(store, gallery, model, detector, port, host, api_keys, read_keys, poll, l
         gave_up = stack.supervise(stopping, say=lambda line: click.echo(line, err=True))
     finally:
         click.echo("stopping...")
-        codes = stack.stop()
+        web_code = stack.procs["web"].stop() if "web" in stack.procs else None
+        codes = {**stack.stop(), **({"web": web_code} if "web" in stack.procs else {})}
         for s, handler in previous.items():
             signal.signal(s, handler)
         click.echo("stopped: " + ", ".join(f"{n} ({c})" for n, c in codes.items()))
