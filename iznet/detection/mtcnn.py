@@ -280,17 +280,21 @@ def _crops(image: np.ndarray, boxes: np.ndarray, size: int, out: np.ndarray | No
     h, w = image.shape[:2]
     if out is None:
         out = np.empty((len(boxes), size, size, 3), np.float32)
+    b = boxes.astype(np.int64)
+    x0, y0, x1, y1 = b[:, 0] - 1, b[:, 1] - 1, b[:, 2], b[:, 3]   # 0-based, end-exclusive
+    inside = (x0 >= 0) & (y0 >= 0) & (x1 <= w) & (y1 <= h)
+    dsize, area = (size, size), cv2.INTER_AREA
+    for k, a, c, bb, d in zip(np.nonzero(inside)[0].tolist(), y0[inside].tolist(), y1[inside].tolist(),
+                              x0[inside].tolist(), x1[inside].tolist()):
+        cv2.resize(image[a:c, bb:d], dsize, dst=out[k], interpolation=area)
     black = (0.0 - 127.5) * 0.0078125
-    for k, (x1, y1, x2, y2) in enumerate(boxes.astype(np.int64).tolist()):
-        # the part of the box inside the photo, in 0-based pixel indices
-        ix1, iy1, ix2, iy2 = max(x1 - 1, 0), max(y1 - 1, 0), min(x2, w), min(y2, h)
-        if ix1 == x1 - 1 and iy1 == y1 - 1 and ix2 == x2 and iy2 == y2:
-            src = image[iy1:iy2, ix1:ix2]
-        else:
-            src = np.full((y2 - y1 + 1, x2 - x1 + 1, 3), black, np.float32)
-            if ix2 > ix1 and iy2 > iy1:
-                src[iy1 - (y1 - 1):iy2 - (y1 - 1), ix1 - (x1 - 1):ix2 - (x1 - 1)] = image[iy1:iy2, ix1:ix2]
-        cv2.resize(src, (size, size), dst=out[k], interpolation=cv2.INTER_AREA)
+    for k in np.nonzero(~inside)[0].tolist():
+        bx0, by0, bx1, by1 = int(x0[k]), int(y0[k]), int(x1[k]), int(y1[k])
+        src = np.full((by1 - by0, bx1 - bx0, 3), black, np.float32)
+        ix0, iy0, ix1, iy1 = max(bx0, 0), max(by0, 0), min(bx1, w), min(by1, h)
+        if ix1 > ix0 and iy1 > iy0:
+            src[iy0 - by0:iy1 - by0, ix0 - bx0:ix1 - bx0] = image[iy0:iy1, ix0:ix1]
+        cv2.resize(src, dsize, dst=out[k], interpolation=area)
     return out
 
 
