@@ -65,6 +65,8 @@ def benches(shared: Path) -> list[Bench]:
               [], ["--repeats", "1", "--rounds", "1"], 300),
         Bench("detection_speed", "trained detector and MTCNN vs the teachers, ms per image",
               ["--repeats", "10", "--rounds", "3"], ["--repeats", "1", "--rounds", "1"], 600),
+        Bench("mtcnn_speed", "MTCNN per 640x480 photo: torch (reference) vs onnxruntime (default)",
+              ["--rounds", "3", "--photos", "16"], ["--rounds", "1", "--photos", "2"], 600),
         Bench("sampler_speed", "triplet draws/s: Fenwick tree vs the study's Algorithm 1",
               ["--classes", "100,10000,100000", "--seconds", "2", "--rounds", "3"],
               ["--classes", "100,1000", "--seconds", "0.1", "--rounds", "1"], 600),
