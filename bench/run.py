@@ -65,6 +65,8 @@ def benches(shared: Path) -> list[Bench]:
               [], ["--repeats", "1", "--rounds", "1"], 300),
         Bench("detection_speed", "trained detector and MTCNN vs the teachers, ms per image",
               ["--repeats", "10", "--rounds", "3"], ["--repeats", "1", "--rounds", "1"], 600),
+        Bench("peer_face_recognition", "IZ*Net vs face_recognition (dlib-bin, no BLAS): ms/photo, photos/s, named-face F1",
+              ["--scenes", "40", "--rounds", "1"], ["--scenes", "2", "--people", "3", "--enroll-photos", "2"], 1200),
         Bench("mtcnn_speed", "MTCNN per 640x480 photo: torch (reference) vs onnxruntime (default)",
               ["--rounds", "3", "--photos", "16"], ["--rounds", "1", "--photos", "2"], 600),
         Bench("sampler_speed", "triplet draws/s: Fenwick tree vs the study's Algorithm 1",
