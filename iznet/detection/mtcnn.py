@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Sequence
 
 import cv2
@@ -44,6 +45,12 @@ from torch import nn
 from iznet.detection.types import FaceBox
 from iznet.errors import UserInputError
 from iznet.data.chip import extract_chip, similarity_transform
+
+#: How the nets run: ``onnx`` (onnxruntime graphs written from the same weights, the default) or ``torch``.
+BACKENDS = ("onnx", "torch")
+DEFAULT_BACKEND = "onnx"
+#: Crops per onnxruntime pass, by crop size (R-Net 24, O-Net 48): small batches stay in the cache.
+ONNX_BATCH = {24: 16, 48: 4}
 
 #: The weights' package and version (facenet-pytorch's wheel holds the authors' converted Caffe weights).
 WEIGHTS_VERSION = "facenet-pytorch-2.6.0"
@@ -106,7 +113,7 @@ def _caffe_flatten(x: torch.Tensor) -> torch.Tensor:
     The weights come from Caffe models that Matlab fed transposed images; the conversion transposed the
     convolution kernels (so the nets take ordinary images), and the dense layers still read W, H, C.
     """
-    return x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)
+    return x.permute(0, 3, 2, 1).flatten(1)
 
 
 class RNet(nn.Module):
@@ -191,7 +198,42 @@ def load_nets() -> tuple[PNet, RNet, ONet, str]:
 # --- box arithmetic of the cascade (the reference's 1-based, inclusive conventions) ----------------------
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
-    """Greedy NMS as MTCNN does it: areas with +1, overlap over the union or (``"min"``) the smaller box."""
+    """Greedy NMS as MTCNN does it: areas with +1, overlap over the union or (``"min"``) the smaller box.
+
+    The overlaps of each block of :data:`NMS_BLOCK` boxes (in score order) with all later boxes are computed
+    at once, with the same float arithmetic as the one-box-at-a-time loop (:func:`nms_reference`), so the
+    answer is the same; the Python loop only visits boxes that overlap a later box above ``threshold``."""
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    order = np.argsort(-scores, kind="stable")
+    b = boxes[order]
+    x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    n = len(b)
+    alive = np.ones(n, bool)
+    for start in range(0, n, NMS_BLOCK):
+        stop = min(n, start + NMS_BLOCK)
+        rows = slice(start, stop)
+        w = np.maximum(0.0, np.minimum(x2[rows, None], x2[None, start:]) - np.maximum(x1[rows, None], x1[None, start:]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[rows, None], y2[None, start:]) - np.maximum(y1[rows, None], y1[None, start:]) + 1)
+        inter = w * h
+        if method == "min":
+            denom = np.minimum(area[rows, None], area[None, start:])
+        else:
+            denom = area[rows, None] + area[None, start:] - inter
+        over = np.triu(inter / denom > threshold, 1)  # row r: box start+r against boxes start.. (later ones)
+        for r in np.nonzero(over.any(axis=1))[0]:
+            if alive[start + r]:
+                alive[start:] &= ~over[r]
+    return order[alive].astype(np.int64)
+
+
+#: Boxes per block of overlaps in :func:`nms` (a block is NMS_BLOCK x N floats).
+NMS_BLOCK = 512
+
+
+def nms_reference(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
+    """:func:`nms` one kept box at a time, as the reference writes it (the tests compare the two)."""
     if len(boxes) == 0:
         return np.zeros(0, np.int64)
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
@@ -228,22 +270,31 @@ def _regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return boxes + offsets * np.stack([w, h, w, h], axis=1)
 
 
-def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+def _crops(image: np.ndarray, boxes: np.ndarray, size: int, out: np.ndarray | None = None) -> np.ndarray:
     """Crops of the integer boxes (1-based, inclusive) resized to ``size``; pixels outside the photo are 0.
 
-    ``image`` is float32 RGB already scaled for the nets, so "0" is written as the scaled black.
+    ``image`` is float32 RGB already scaled for the nets, so "0" is written as the scaled black. A box inside
+    the photo is resized straight from the photo (a view, no copy); one that crosses the border is padded
+    with black first, as the reference does. Written into ``out`` ((N, size, size, 3) float32) when given.
     """
     h, w = image.shape[:2]
-    out = np.empty((len(boxes), size, size, 3), np.float32)
+    if out is None:
+        out = np.empty((len(boxes), size, size, 3), np.float32)
+    b = boxes.astype(np.int64)
+    x0, y0, x1, y1 = b[:, 0] - 1, b[:, 1] - 1, b[:, 2], b[:, 3]   # 0-based, end-exclusive
+    inside = (x0 >= 0) & (y0 >= 0) & (x1 <= w) & (y1 <= h)
+    dsize, area = (size, size), cv2.INTER_AREA
+    for k, a, c, bb, d in zip(np.nonzero(inside)[0].tolist(), y0[inside].tolist(), y1[inside].tolist(),
+                              x0[inside].tolist(), x1[inside].tolist()):
+        cv2.resize(image[a:c, bb:d], dsize, dst=out[k], interpolation=area)
     black = (0.0 - 127.5) * 0.0078125
-    for k, (x1, y1, x2, y2) in enumerate(boxes.astype(np.int64)):
-        bw, bh = x2 - x1 + 1, y2 - y1 + 1
-        # the part of the box inside the photo, in 0-based pixel indices
-        ix1, iy1, ix2, iy2 = max(x1 - 1, 0), max(y1 - 1, 0), min(x2, w), min(y2, h)
-        tmp = np.full((bh, bw, 3), black, np.float32)
-        if ix2 > ix1 and iy2 > iy1:
-            tmp[iy1 - (y1 - 1):iy2 - (y1 - 1), ix1 - (x1 - 1):ix2 - (x1 - 1)] = image[iy1:iy2, ix1:ix2]
-        out[k] = cv2.resize(tmp, (size, size), interpolation=cv2.INTER_AREA)
+    for k in np.nonzero(~inside)[0].tolist():
+        bx0, by0, bx1, by1 = int(x0[k]), int(y0[k]), int(x1[k]), int(y1[k])
+        src = np.full((by1 - by0, bx1 - bx0, 3), black, np.float32)
+        ix0, iy0, ix1, iy1 = max(bx0, 0), max(by0, 0), min(bx1, w), min(by1, h)
+        if ix1 > ix0 and iy1 > iy0:
+            src[iy0 - by0:iy1 - by0, ix0 - bx0:ix1 - bx0] = image[iy0:iy1, ix0:ix1]
+        cv2.resize(src, dsize, dst=out[k], interpolation=area)
     return out
 
 
@@ -278,7 +329,10 @@ class MTCNN:
     probabilities), ``factor`` (pyramid step), ``max_side`` (photos whose longer side exceeds it are
     detected on a copy downscaled to it, and the results mapped back: bounded time and memory; faces then
     need ``min_face_size`` px *in the copy*), ``threads`` (sets torch's intra-op threads, process-wide,
-    when given), ``batch_size`` (crops per R-/O-Net pass).
+    when given; onnxruntime's per session, 1 when not), ``batch_size`` (at most this many crops per R-/O-Net
+    pass), ``backend``: ``onnx`` (the default; :mod:`iznet.detection.mtcnn_onnx`, the same nets as
+    onnxruntime graphs, about twice as fast on one thread) or ``torch`` (the nets here: the reference).
+    ``$IZNET_MTCNN_BACKEND`` sets the default. Both find the same faces (boxes agree to float rounding).
     """
 
     name = "mtcnn"
@@ -291,6 +345,7 @@ class MTCNN:
         threads: int | None = None,
         max_side: int | None = 1280,
         batch_size: int = 256,
+        backend: str | None = None,
     ):
         if min_face_size <= 0:
             raise UserInputError(f"min_face_size must be > 0, not {min_face_size}")
@@ -300,6 +355,9 @@ class MTCNN:
             raise UserInputError(f"factor must be in (0, 1), not {factor}")
         if max_side is not None and max_side < 12:
             raise UserInputError(f"max_side must be >= 12 px (or None), not {max_side}")
+        backend = (backend or os.environ.get("IZNET_MTCNN_BACKEND") or DEFAULT_BACKEND).strip().lower()
+        if backend not in BACKENDS:
+            raise UserInputError(f"MTCNN backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
         self.min_face_size = float(min_face_size)
         self.thresholds = tuple(float(t) for t in thresholds)
         self.factor = float(factor)
@@ -309,6 +367,12 @@ class MTCNN:
         if threads is not None:
             torch.set_num_threads(max(1, int(threads)))
         self.pnet, self.rnet, self.onet, digest = load_nets()
+        self.backend = backend
+        self._onnx = None
+        if backend == "onnx":
+            from iznet.detection.mtcnn_onnx import OnnxNets
+
+            self._onnx = OnnxNets(self.pnet, self.rnet, self.onet, threads)
         self.version = {"name": "mtcnn", "version": WEIGHTS_VERSION, "digest": "sha256:" + digest,
                         "kind": "detector"}
 
@@ -403,8 +467,7 @@ class MTCNN:
                     chunk = members[start:start + 8]
                     batch = np.stack([cv2.resize(images[i], (ws, hs), interpolation=cv2.INTER_AREA)
                                       for i in chunk])
-                    prob, reg = self.pnet(_to_tensor(batch))
-                    prob, reg = prob.numpy(), reg.numpy()
+                    prob, reg = self._pnet(batch)
                     for j, i in enumerate(chunk):
                         b = _windows(prob[j], reg[j], scale, t1)
                         if len(b):
@@ -422,16 +485,34 @@ class MTCNN:
             result.append(_square(cal))
         return result
 
+    def _pnet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, H, W, 3) scaled RGB -> face probability (N, H', W'), offsets (N, 4, H', W')."""
+        if self._onnx is not None:
+            return self._onnx.pnet(batch.transpose(0, 3, 1, 2))
+        prob, reg = self.pnet(_to_tensor(batch))
+        return prob.numpy(), reg.numpy()
+
     def _run(self, net: nn.Module, images: list[np.ndarray], items: list[tuple[int, np.ndarray]], size: int):
         """Crops of all ``items`` (image index, boxes) through ``net`` in batches; outputs split per item."""
+        outputs = 3 if isinstance(net, ONet) else 2
         if not items:
-            return [[] for _ in range(3 if isinstance(net, ONet) else 2)]
-        crops = np.concatenate([_crops(images[i], b, size) for i, b in items])
-        outs = []
-        for start in range(0, len(crops), self.batch_size):
-            outs.append([o.numpy() for o in net(_to_tensor(crops[start:start + self.batch_size]))])
-        merged = [np.concatenate(parts) for parts in zip(*outs)]
+            return [[] for _ in range(outputs)]
         bounds = np.cumsum([0] + [len(b) for _, b in items])
+        crops = np.empty((int(bounds[-1]), size, size, 3), np.float32)
+        for k, (i, b) in enumerate(items):
+            _crops(images[i], b, size, crops[bounds[k]:bounds[k + 1]])
+        outs = []
+        if self._onnx is not None:
+            # Small batches keep each layer's output in the cache (measured: bench/mtcnn_speed.py).
+            step = min(self.batch_size, ONNX_BATCH[size])
+            run = self._onnx.onet if isinstance(net, ONet) else self._onnx.rnet
+            chw = crops.transpose(0, 3, 1, 2)
+            for start in range(0, len(crops), step):
+                outs.append(run(chw[start:start + step]))
+        else:
+            for start in range(0, len(crops), self.batch_size):
+                outs.append([o.numpy() for o in net(_to_tensor(crops[start:start + self.batch_size]))])
+        merged = [np.concatenate(parts) for parts in zip(*outs)]
         return [[m[bounds[k]:bounds[k + 1]] for k in range(len(items))] for m in merged]
 
     def _to_faces(self, boxes: np.ndarray, points: np.ndarray, scores: np.ndarray, back: float,

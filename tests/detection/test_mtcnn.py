@@ -149,6 +149,76 @@ def test_max_side_maps_back(detector, photos):
     np.testing.assert_allclose((b.landmarks + 0.5) / 2.5 - 0.5, a.landmarks, atol=1.5)
 
 
+def test_default_backend_is_onnx_and_the_knob(monkeypatch):
+    from iznet.errors import UserInputError
+
+    assert M.DEFAULT_BACKEND == "onnx"
+    monkeypatch.delenv("IZNET_MTCNN_BACKEND", raising=False)
+    assert M.MTCNN().backend == "onnx"
+    monkeypatch.setenv("IZNET_MTCNN_BACKEND", "torch")
+    assert M.MTCNN().backend == "torch"
+    assert M.MTCNN(backend="onnx").backend == "onnx"                # the argument wins
+    with pytest.raises(UserInputError, match="backend"):
+        M.MTCNN(backend="tensorrt")
+
+
+def test_onnx_graphs_compute_the_torch_nets():
+    """The rewritten graphs (PReLU as scalings, padded pooling, merged heads, sigmoid of the logit
+    difference, Caffe's flatten folded into the weights) give the torch nets' outputs, at odd and even
+    sizes (ceil-mode pooling's last partial window) and several batch sizes."""
+    from iznet.detection.mtcnn_onnx import OnnxNets
+
+    p, r, o, _ = M.load_nets()
+    nets = OnnxNets(p, r, o, threads=1)
+    rng = np.random.default_rng(0)
+
+    def same(ref, got, atol=2e-5):
+        for a, b in zip(ref, got):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(b, a.numpy(), atol=atol)
+
+    with torch.inference_mode():
+        for shape in [(1, 12, 12), (2, 13, 17), (1, 15, 16), (1, 145, 194), (3, 37, 50)]:
+            x = rng.standard_normal((shape[0], 3, *shape[1:])).astype(np.float32)
+            same(p(torch.from_numpy(x)), nets.pnet(x))
+        for n in (1, 5, 33):
+            x = rng.standard_normal((n, 3, 24, 24)).astype(np.float32)
+            same(r(torch.from_numpy(x)), nets.rnet(x))
+            x = rng.standard_normal((n, 3, 48, 48)).astype(np.float32)
+            same(o(torch.from_numpy(x)), nets.onet(x))
+
+
+def test_nms_is_the_reference_loop():
+    """The blocked NMS keeps exactly the boxes of the one-at-a-time loop (ties, nesting, both overlaps)."""
+    rng = np.random.default_rng(1)
+    for trial in range(60):
+        n = int(rng.integers(0, 1300))
+        xy = rng.integers(0, 300, (n, 2)).astype(np.float32)
+        wh = rng.integers(1, 80, (n, 2)).astype(np.float32)
+        if trial % 2:
+            xy += rng.random((n, 2), np.float32)
+        boxes = np.concatenate([xy, xy + wh], 1)
+        scores = rng.random(n).astype(np.float32)
+        if trial % 3 == 0:
+            scores = np.round(scores * 4)                            # many ties
+        for t in (0.3, 0.5, 0.7):
+            for method in ("union", "min"):
+                assert M.nms(boxes, scores, t, method).tolist() == M.nms_reference(boxes, scores, t, method).tolist()
+
+
+def test_backends_find_the_same_faces(detector, photos):
+    """onnx (the default) and torch (the reference): the same faces, boxes and landmarks to float rounding."""
+    ref = M.MTCNN(backend="torch")
+    assert detector.backend == "onnx"
+    for name, image in photos.items():
+        a, b = ref.detect(image), detector.detect(image)
+        assert len(a) == len(b), name
+        np.testing.assert_allclose(boxes_of(b), boxes_of(a), atol=0.05)
+        np.testing.assert_allclose([f.score for f in b], [f.score for f in a], atol=1e-4)
+        for fa, fb in zip(a, b):
+            np.testing.assert_allclose(fb.landmarks, fa.landmarks, atol=0.05)
+
+
 def test_tiny_and_blank_images(detector):
     assert detector.detect(np.zeros((10, 10, 3), np.uint8)) == []
     assert detector.detect(np.zeros((1, 1), np.uint8)) == []
