@@ -73,7 +73,7 @@ def up(store, gallery, model, detector, port, host, api_keys, read_keys, poll, l
     try:
         click.echo("starting the services and the gateway (Ray takes a while)...")
         stack.start()
-        from services.web import start_web  # the web page (issue 21): listed below, stopped in `finally`
+        from services.web import start_web  # the web page, beside the services; stopped in `finally`
         start_web(stack)
         for name, info in stack.addresses().items():
             metrics = f"  metrics http://{info['address'].rsplit(':', 1)[0]}:{info['metrics_port']}/metrics" \
