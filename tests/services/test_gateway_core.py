@@ -22,7 +22,7 @@ def services(world):
     try:
         for name in ("detection", "embedding", "gallery"):
             st.start_service(name)
-        yield {n: p.address for n, p in st.procs.items()}
+        yield {**{n: p.address for n, p in st.procs.items()}, "token": st.token}
     finally:
         st.stop()
 
@@ -32,7 +32,8 @@ def _request(photo: bytes, **opts) -> gateway_pb2.LabelRequest:
                                     options=wire.options_pb(LabelOptions(**opts)))
 
 
-def test_gateway_core_answers_like_the_pipeline_without_ray(world, services):
+def test_gateway_core_answers_like_the_pipeline_without_ray(world, services, monkeypatch):
+    monkeypatch.setenv("IZNET_SERVICE_TOKEN", services["token"])  # what the stack hands its gateway
     photo = world.group_photo(world.people)
     bad = gateway_pb2.LabelRequest(image=common_pb2.Image(data=photo), options=gateway_pb2.LabelOptions(
         threshold=float("nan")))
