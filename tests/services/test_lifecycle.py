@@ -155,13 +155,20 @@ def test_the_supervisor_gives_up_after_too_many_restarts(world, tmp_path):
     st.start_service("gallery")
     said, stopping = [], threading.Event()
 
+    failed = []
+
     def killer():  # kill the gallery service each time it is up again
-        for _ in range(3):
-            pid = st.procs["gallery"].popen.pid
-            _wait(lambda: st.procs["gallery"].alive() and st.procs["gallery"].info, 60, "gallery not restarted")
-            os.kill(st.procs["gallery"].popen.pid, signal.SIGKILL)
-            _wait(lambda: st.procs["gallery"].popen.pid != pid or not st.procs["gallery"].alive(), 60, "not dead")
-            time.sleep(0.5)
+        try:
+            for _ in range(3):
+                # A restart puts its new Proc in place before it launches: wait for it to be up and ready.
+                _wait(lambda: st.procs["gallery"].alive() and st.procs["gallery"].info, 60, "gallery not restarted")
+                proc = st.procs["gallery"]
+                os.kill(proc.popen.pid, signal.SIGKILL)
+                _wait(lambda: st.procs["gallery"] is not proc or not proc.alive(), 60, "not dead")
+                time.sleep(0.5)
+        except BaseException as exc:  # noqa: BLE001 - end the supervision with the reason, do not hang
+            failed.append(exc)
+            stopping.set()
 
     t = threading.Thread(target=killer, daemon=True)
     t.start()
@@ -171,6 +178,7 @@ def test_the_supervisor_gives_up_after_too_many_restarts(world, tmp_path):
         stopping.set()
         st.stop()
     t.join(10)
+    assert not failed, failed
     assert reason is not None and "gallery died 3 times within 60s (last exit status -9); giving up" in reason
     assert [line.split(";")[0] for line in said if "exited" in line] == \
         ["gallery exited with status -9"] * 2
