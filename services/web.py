@@ -79,6 +79,9 @@ class WebBackend:
         self._keys_ok: dict[str, float] = {}
         self._lock = threading.Lock()
         self._gallery_cache: dict[tuple[str, int], object] = {}
+        #: The caller's API key, per request thread: the services check it too (writes need a write key);
+        #: without one, the stack's own read-only service token.
+        self.caller = threading.local()
 
     # ------------------------------------------------------------------------------------------ the key
     def client(self, key: str):
@@ -138,8 +141,11 @@ class WebBackend:
 
     # ------------------------------------------------------------------------------------------ gallery
     def _call(self, method, request):
+        from services.common import key_metadata, service_metadata
+
+        key = getattr(self.caller, "key", "")
         try:
-            return method(request, timeout=self.timeout)
+            return method(request, timeout=self.timeout, metadata=key_metadata(key) or service_metadata())
         except grpc.RpcError as exc:
             raise _rpc_error(exc) from None
 
@@ -355,6 +361,7 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and not url.path.startswith("/api/"):
             return self._static(url.path)
         b, key = self.backend, self.headers.get("X-Api-Key", "")
+        b.caller.key = key
         gallery = q.get("gallery", "")
         try:
             if url.path == "/api/info" and method == "GET":
