@@ -96,8 +96,35 @@ def test_index_auto_is_exact_when_small_and_hnsw_recall_against_exact():
     ivf = idx.build_index(vecs, ids, "ivf")
     assert idx.index_kind(ivf) == "ivf"
     assert np.mean(ei[:, 0] == idx.search(ivf, queries, 1)[1][:, 0]) >= 0.95  # and of IVF
-    assert idx.choose_kind("auto", idx.APPROX_FROM) == idx.APPROX_KIND == "ivf"
+    assert idx.choose_kind("auto", idx.APPROX_FROM) == idx.APPROX_KIND == "ivfpq"
     assert idx.choose_kind("auto", idx.APPROX_FROM - 1) == "flat"
+
+
+def test_ivfpq_reranks_exactly_keeps_its_settings_and_falls_back_to_exact_when_tiny(tmp_path):
+    """IVF-PQ (the approximate default): recall@1 against exact search, scores that are the exact inner
+    products of the ids it returns (the unknown threshold compares them), settings that survive a save, and
+    exact search for a gallery too small to train the quantizers."""
+    rng = np.random.default_rng(3)
+    centres = unit(600, seed=4)
+    vecs = centres.repeat(5, axis=0) + 0.06 * rng.standard_normal((3000, 128)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    ids = np.arange(7, 3007, dtype=np.int64)
+    queries = centres[:200] + 0.06 * rng.standard_normal((200, 128)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    pq = idx.build_index(vecs, ids, "ivfpq")
+    assert idx.index_kind(pq) == "ivfpq"
+    _, ei = idx.search(idx.build_index(vecs, ids, "flat"), queries, 1)
+    ps, pi = idx.search(pq, queries, 3)
+    assert np.mean(ei[:, 0] == pi[:, 0]) >= 0.99
+    np.testing.assert_allclose(ps, np.take_along_axis(queries @ vecs.T, pi - 7, axis=1), atol=1e-5)
+    idx.write_index(pq, tmp_path / "index.faiss")
+    back = idx.read_index(tmp_path / "index.faiss")
+    assert idx.index_kind(back) == "ivfpq" and np.array_equal(idx.search(back, queries, 3)[1], pi)
+    nlist, nprobe = idx.ivfpq_lists(1_000_000)
+    assert (nlist, nprobe) == (250, 125) and idx.ivfpq_lists(100_000) == (25, 25)
+    assert idx.choose_kind("ivfpq", idx.IVFPQ_MIN_TRAIN - 1) == "flat"
+    assert idx.index_kind(idx.build_index(vecs[:50], ids[:50], "ivfpq")) == "flat"
+    assert idx.search(idx.build_index(vecs[:0], ids[:0], "ivfpq"), queries[:2], 1)[1].tolist() == [[-1], [-1]]
 
 
 def _toy_gallery(rule="nearest"):
