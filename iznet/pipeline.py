@@ -347,10 +347,6 @@ class Pipeline:
         base = {"min_face": self.min_face, "min_score": self.min_score, "threshold": self.threshold}
         return LabelOptions(**{**base, **overrides})
 
-    def detect(self, image: np.ndarray) -> tuple[list[FaceBox], bool]:
-        faces, padded = detect_faces(self.detector, image, 1, clip=False)
-        return [f for f in faces if f.score >= self.min_score], padded
-
     def align_one(self, image: np.ndarray, face: FaceBox) -> tuple[np.ndarray, np.ndarray | None, str]:
         """The crop the embedder wants (its chip), the landmarks that placed it, and how it was aligned."""
         return face_chip(image, face, self.chip, find_eyes_in_box=self.align)
