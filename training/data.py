@@ -150,21 +150,35 @@ def load_pair_images(data: str | Path, pairs: PairList, fraction: float, size: i
     """Crops for the left and right side of every pair (each distinct file read once)."""
     root, _ = resolve_faces_root(data)
     uniq = sorted(set(pairs.left) | set(pairs.right))
-    missing = [u for u in uniq if not (root / u).is_file()]
+    found = {u: _same_stem(root / u) for u in uniq}
+    missing = [u for u, f in found.items() if f is None]
     if missing:
         raise NotFoundError(f"{len(missing)} pair images missing under {root}, e.g. {missing[0]}")
-    arr = load_crops([root / u for u in uniq], fraction, size, desc="loading pairs")
+    arr = load_crops([found[u] for u in uniq], fraction, size, desc="loading pairs")
     pos = {u: i for i, u in enumerate(uniq)}
     return arr[[pos[a] for a in pairs.left]], arr[[pos[b] for b in pairs.right]]
+
+
+def _same_stem(path: Path) -> Path | None:
+    """``path`` itself, or the image with its stem and another suffix (chips folders hold PNGs of JPEGs)."""
+    if path.is_file():
+        return path
+    for suffix in IMAGE_SUFFIXES:
+        if path.with_suffix(suffix).is_file():
+            return path.with_suffix(suffix)
+    return None
 
 
 # ------------------------------------------------------------------------------------------- augmentation
 
 
 def augment_batch(imgs: np.ndarray, out_size: int, rng: np.random.Generator, *, flip: bool = True,
-                  crop: bool = True, color: bool = True, scale: float = 0.1) -> np.ndarray:
-    """Random crop (with a little scale jitter), horizontal flip and brightness/contrast/greyscale jitter.
-    ``imgs`` are the larger training crops (N, S, S, 3); returns (N, out_size, out_size, 3) uint8."""
+                  crop: bool = True, color: bool = True, scale: float = 0.1, blur: float = 0.0,
+                  flips: np.ndarray | None = None) -> np.ndarray:
+    """Random crop (with a little scale jitter), horizontal flip, brightness/contrast/greyscale jitter and,
+    with chance ``blur``, a Gaussian blur (sigma 0.5-1.5 px: the soft faces of group photos).
+    ``imgs`` are the larger training crops (N, S, S, 3); returns (N, out_size, out_size, 3) uint8.
+    ``flips``, when given, is filled with which images were mirrored."""
     n, s = imgs.shape[0], imgs.shape[1]
     out = np.empty((n, out_size, out_size, 3), np.uint8)
     for i in range(n):
@@ -182,6 +196,10 @@ def augment_batch(imgs: np.ndarray, out_size: int, rng: np.random.Generator, *, 
             patch = cv2.resize(patch, (out_size, out_size), interpolation=cv2.INTER_LINEAR)
         if flip and rng.random() < 0.5:
             patch = patch[:, ::-1]
+            if flips is not None:
+                flips[i] = True
+        if blur and rng.random() < blur:
+            patch = cv2.GaussianBlur(np.ascontiguousarray(patch), (0, 0), float(rng.uniform(0.5, 1.5)))
         if color:
             f = patch.astype(np.float32)
             if rng.random() < 0.2:

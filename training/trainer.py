@@ -6,6 +6,15 @@
 * ``pair``: ``batch_size`` pairs per step (``UniformPairSampler``, half same, half different); DeepFace 4.2
   weighted-distance logistic unit, binary cross-entropy.
 * ``softmax``: ``batch_size`` images per step (epochs over a shuffled list), CosFace/ArcFace head.
+* ``distill``: ``batch_size`` images per step, each regressed onto a teacher's embedding of the same chip
+  (``teacher.npz`` from ``training.chips``; the mirrored chip's vector when the augmentation flipped it;
+  centred on the teacher's mean over the training chips and renormalised):
+  ``1 - cos(student, teacher)``, plus ``distill_relation`` x the mean squared difference of the in-batch
+  cosine-similarity matrices (so the student keeps the teacher's distances between people, which is what
+  verification reads), plus ``distill_margin_weight`` x a CosFace loss on the identities where labels exist.
+  Augmented copies keep the clean chip's target, which teaches the student the teacher's invariances.
+
+``device``: ``auto`` trains on a GPU when torch sees one (bf16 autocast there), else on the CPU.
 
 Every ``eval_every`` steps the model is verified on dev pairs (k-fold accuracy, AUC, TAR@FAR), logged to
 ``log.jsonl``, and checkpointed; ``patience`` evaluations without improvement stop training early. The output
@@ -30,7 +39,7 @@ from tqdm import tqdm
 from iznet import __version__
 from iznet.embedding.networks import NETWORKS, create_network
 from iznet.embedding.preprocess import Preprocess, to_tensor
-from iznet.errors import PreconditionError, UserInputError
+from iznet.errors import NotFoundError, PreconditionError, UserInputError
 from iznet.sizes import EMBEDDING_DIM
 from iznet.store import sha256_file
 from iznet.evaluation.verification import pair_distances, verification_report
@@ -39,7 +48,7 @@ from training.data import (FaceSet, PairList, augment_batch, center_batch, load_
 from training.losses import MarginSoftmax, PairClassifier, mine_negatives, triplet_loss
 from training.samplers import UniformPairSampler, UniformTripletSampler
 
-METHODS = ("triplet", "pair", "softmax")
+METHODS = ("triplet", "pair", "softmax", "distill")
 #: the training crops are this much larger than the network input, for random crops
 TRAIN_PAD = 1.125
 
@@ -79,8 +88,14 @@ class TrainConfig:
     margin_kind: str = "cosface"
     margin: float | None = None
     scale: float = 30.0
+    # distillation
+    teacher: str | None = None          # teacher.npz (training.chips); default: <data>/teacher.npz
+    distill_relation: float = 1.0
+    distill_margin_weight: float = 0.0
+    chip: str | None = None             # the face chip the model wants (card); default: the teacher's
     # augmentation
     augment: bool = True
+    blur: float = 0.0                   # chance of a Gaussian blur per training image
     # periodic verification
     eval_every: int = 200
     patience: int = 0                   # 0: never stop early
@@ -88,6 +103,7 @@ class TrainConfig:
     # reproducibility
     seed: int = 0
     threads: int = 1
+    device: str = "auto"                # auto | cpu | cuda
     progress: bool = True
 
     def validate(self) -> None:
@@ -105,6 +121,17 @@ class TrainConfig:
             raise UserInputError(f"unknown optimizer {self.optimizer!r}: sgd, adam or adamw")
         if self.schedule not in ("cosine", "step", "constant"):
             raise UserInputError(f"unknown schedule {self.schedule!r}: cosine, step or constant")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise UserInputError(f"unknown device {self.device!r}: auto, cpu or cuda")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: the first GPU when torch sees one, else the CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PreconditionError(f"--device {name}: torch sees no GPU here (use auto or cpu)")
+    return torch.device(name)
 
 
 
@@ -121,13 +148,14 @@ def embed_array(model: torch.nn.Module, imgs: np.ndarray, pp: Preprocess, flip: 
     """Embeddings of already-cropped (N, S, S, 3) uint8 BGR faces at the network's input size."""
     was = model.training
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for i in range(0, len(imgs), batch):
-        x = to_tensor(imgs[i:i + batch], pp.mean, pp.std)
-        e = model(x)
+        x = to_tensor(imgs[i:i + batch], pp.mean, pp.std).to(device)
+        e = model(x).float()
         if flip:
-            e = torch.nn.functional.normalize(e + model(torch.flip(x, dims=[3])), dim=1)
-        out.append(e.numpy())
+            e = torch.nn.functional.normalize(e + model(torch.flip(x, dims=[3])).float(), dim=1)
+        out.append(e.cpu().numpy())
     model.train(was)
     return np.concatenate(out) if out else np.zeros((0, EMBEDDING_DIM), np.float32)
 
@@ -182,6 +210,7 @@ class Trainer:
         #: ``training.analysis.snapshots.TrainerSnapshots``); ``cb.close(trainer)``, if present, at the end
         self.callbacks = list(callbacks or [])
         torch.set_num_threads(max(1, cfg.threads))
+        self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
         spec = NETWORKS[cfg.network]
         self.input_size = cfg.input_size or spec.input_size
@@ -192,12 +221,14 @@ class Trainer:
         overrides = {"input_size": self.input_size, "width": cfg.width, **cfg.net_args}
         self.model = create_network(cfg.network, cfg.embedding_dim, **overrides)
         nclass = len(self.train.names)
-        if cfg.method == "softmax":
+        if cfg.method == "softmax" or (cfg.method == "distill" and cfg.distill_margin_weight > 0):
             self.head = MarginSoftmax(cfg.embedding_dim, nclass, cfg.margin_kind, cfg.scale, cfg.margin)
         elif cfg.method == "pair":
             self.head = PairClassifier(cfg.embedding_dim, cfg.pair_distance)
         else:
             self.head = torch.nn.Module()
+        self.model.to(self.device)
+        self.head.to(self.device)
         params = [{"params": self.model.parameters()}, {"params": self.head.parameters(), "weight_decay": 0.0}]
         if cfg.optimizer == "sgd":
             self.opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -231,6 +262,9 @@ class Trainer:
                                            exclude_people=exclude, split=cfg.split, min_images=cfg.min_images)
         if cfg.crop_fraction * TRAIN_PAD > 1.0:  # no room around the crop: train at input size + resize jitter
             pass
+        from iznet.data.align import ChipSpec
+
+        self.chip = ChipSpec.parse(cfg.chip) if cfg.chip else None  # the crop the data holds (card)
         self.dev: PairList | None = None
         if cfg.dev_pairs:
             self.dev = load_pairs(cfg.dev_pairs)
@@ -242,19 +276,56 @@ class Trainer:
             self.dev_overlap = len(overlap)
         else:
             self.dev = None
+        if cfg.method == "distill":
+            self._load_teacher()
         if cfg.method in ("triplet", "pair"):
             counts = np.bincount(self.train.labels)
             if (counts >= 2).sum() < 1 or len(counts) < 2:
                 raise PreconditionError("triplet/pair training needs a person with two images and two people")
 
+    def _load_teacher(self) -> None:
+        from iznet.data.align import ChipSpec
+
+        path = Path(self.cfg.teacher) if self.cfg.teacher else Path(self.cfg.data) / "teacher.npz"
+        if not path.is_file():
+            raise NotFoundError(f"no teacher embeddings at {path}: make them with `python -m training.chips`")
+        with np.load(path) as z:
+            rows = {str(p): i for i, p in enumerate(z["paths"])}
+            vec, vec_flip = z["embedding"], z["embedding_flip"]
+            self.teacher_info = {"file": str(path), "version": json.loads(str(z["teacher"])),
+                                 "chip": str(z["chip"])}
+        missing = [p for p in self.train.paths if p not in rows]
+        if missing:
+            raise PreconditionError(f"{len(missing)} training chips have no teacher embedding in {path}, "
+                                    f"e.g. {missing[0]}")
+        take = [rows[p] for p in self.train.paths]
+        # A teacher's vectors can share a large common component (dlib's lie in a cone: mean pairwise cosine
+        # ~0.84); regressing onto them spends the loss on that mean. The student learns the centred,
+        # renormalised vectors instead, which keep the teacher's verification (LFW fold 5: 0.985 -> 0.982).
+        mean = vec[take].mean(0)
+
+        def centred(v):
+            v = v[take] - mean
+            return torch.from_numpy(np.ascontiguousarray(v / np.linalg.norm(v, axis=1, keepdims=True), np.float32))
+
+        self.teacher, self.teacher_flip = centred(vec), centred(vec_flip)
+        self.teacher_info["centred_on_mean_of"] = len(take)
+        self.chip = self.chip or ChipSpec.parse(self.teacher_info["chip"])
+
     # ------------------------------------------------------------------------------------------ batches
-    def _images(self, idx: np.ndarray) -> torch.Tensor:
+    def _images(self, idx: np.ndarray, flips: np.ndarray | None = None) -> torch.Tensor:
         imgs = self.train.images[idx]
         if self.cfg.augment:
-            arr = augment_batch(imgs, self.input_size, self.rng)
+            arr = augment_batch(imgs, self.input_size, self.rng, flips=flips, blur=self.cfg.blur)
         else:
             arr = center_batch(imgs, self.input_size)
-        return to_tensor(arr, self.pp.mean, self.pp.std)
+        return to_tensor(arr, self.pp.mean, self.pp.std).to(self.device, non_blocking=True)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda":  # bf16 autocast on GPUs; the loss is computed in float32
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return self.model(x).float()
+        return self.model(x)
 
     def _next_images(self, k: int) -> np.ndarray:
         out = []
@@ -273,21 +344,36 @@ class Trainer:
         cfg, B = self.cfg, self.cfg.batch_size
         if cfg.method == "softmax":
             idx = self._next_images(B)
-            emb = self.model(self._images(idx))
-            loss = self.head(emb, torch.from_numpy(self.train.labels[idx]))
+            emb = self._forward(self._images(idx))
+            loss = self.head(emb, torch.from_numpy(self.train.labels[idx]).to(self.device))
             self.images_seen += B
             return loss, {}
+        if cfg.method == "distill":
+            idx = self._next_images(B)
+            flips = np.zeros(B, bool)
+            emb = self._forward(self._images(idx, flips))
+            t = torch.where(torch.from_numpy(flips)[:, None], self.teacher_flip[idx], self.teacher[idx])
+            t = t.to(self.device)
+            cos = 1 - (emb * t).sum(1).mean()
+            rel = ((emb @ emb.T - t @ t.T) ** 2).mean()
+            loss = cos + cfg.distill_relation * rel
+            extra = {"cos": 1 - cos.item(), "rel": rel.item()}
+            if cfg.distill_margin_weight > 0:
+                loss = loss + cfg.distill_margin_weight * self.head(
+                    emb, torch.from_numpy(self.train.labels[idx]).to(self.device))
+            self.images_seen += B
+            return loss, extra
         if cfg.method == "pair":
             trip = self.sampler.sample_batch(B)
             idx = np.concatenate([trip[:, 0], trip[:, 1]])
-            emb = self.model(self._images(idx))
-            loss = self.head.loss(emb[:B], emb[B:], torch.from_numpy(trip[:, 2]))
+            emb = self._forward(self._images(idx))
+            loss = self.head.loss(emb[:B], emb[B:], torch.from_numpy(trip[:, 2]).to(self.device))
             self.images_seen += 2 * B
             return loss, {"same_fraction": float(trip[:, 2].mean())}
         trip = self.sampler.sample_batch(B)
         idx = trip.T.reshape(-1)  # anchors, positives, negatives
-        emb = self.model(self._images(idx))
-        labels = torch.from_numpy(self.train.labels[idx])
+        emb = self._forward(self._images(idx))
+        labels = torch.from_numpy(self.train.labels[idx]).to(self.device)
         a, p, n = torch.arange(B), torch.arange(B, 2 * B), torch.arange(2 * B, 3 * B)
         semi_frac = 0.0
         if cfg.mining != "none":
@@ -422,6 +508,8 @@ class Trainer:
                        "margin_kind": cfg.margin_kind, "margin": getattr(self.head, "margin", cfg.margin),
                        "scale": cfg.scale},
             "preprocess": self.pp.to_dict() | {"flip_tta": cfg.eval_flip},
+            **({"chip": str(self.chip)} if self.chip is not None else {}),
+            **({"teacher": self.teacher_info} if cfg.method == "distill" else {}),
             "dataset": {**{k: v for k, v in self.train.info.items() if k != "dataset_config"},
                         "dataset_config": self.train.info.get("dataset_config"),
                         "split": cfg.split, "pairs": cfg.pairs, "excluded_folds": cfg.exclude_folds,
@@ -429,7 +517,7 @@ class Trainer:
                         "train_people": len(self.train.names), "train_images": len(self.train)},
             "training": {"steps": self.step, "samples_seen": self.samples_seen, "images_seen": self.images_seen,
                          "epochs": self.epoch, "elapsed_s": round(self.elapsed, 1), "cpu_s": round(self.cpu_s, 1),
-                         "threads": cfg.threads,
+                         "threads": cfg.threads, "device": str(self.device),
                          "seed": cfg.seed, "optimizer": cfg.optimizer, "lr": cfg.lr, "momentum": cfg.momentum,
                          "batch_size": cfg.batch_size, "weight_decay": cfg.weight_decay, "schedule": cfg.schedule},
             "metrics": {"dev": metrics, "dev_history": self.history},
@@ -441,7 +529,7 @@ class Trainer:
     def _save_embedder(self, out: Path, metrics: dict | None) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         tmp = out / "model.pt.tmp"
-        torch.save(self.model.state_dict(), tmp)
+        torch.save({k: v.cpu() for k, v in self.model.state_dict().items()}, tmp)
         tmp.replace(out / "model.pt")
         card = self.model_card(metrics)
         card["weights_sha256"] = sha256_file(out / "model.pt")
@@ -472,7 +560,7 @@ class Trainer:
             path = path / "checkpoint.pt"
         if not path.is_file():
             raise UserInputError(f"no checkpoint to resume from at {path}")
-        st = torch.load(path, weights_only=True)
+        st = torch.load(path, weights_only=True, map_location=self.device)
         for key in ("network", "method", "input_size", "width", "embedding_dim"):
             if st["config"].get(key) != getattr(self.cfg, key) and key != "input_size":
                 raise PreconditionError(f"checkpoint was trained with {key}={st['config'].get(key)!r}, "
@@ -483,12 +571,12 @@ class Trainer:
         self.step, self.samples_seen, self.images_seen = st["step"], st["samples_seen"], st["images_seen"]
         self.elapsed, self.epoch, self.cursor = st["elapsed"], st["epoch"], st["cursor"]
         self.cpu_s = float(st.get("cpu_s", 0.0))
-        self.order = st["order"].numpy()
+        self.order = st["order"].cpu().numpy()
         self.rng.bit_generator.state = json.loads(st["rng"])
         if self.sampler and st["sampler_rng"]:
             self.sampler.rng.bit_generator.state = json.loads(st["sampler_rng"])
-        torch.set_rng_state(st["torch_rng"])
-        self.gen.set_state(st["gen"])
+        torch.set_rng_state(st["torch_rng"].cpu())
+        self.gen.set_state(st["gen"].cpu())
         self.best = None if st["best"] < 0 else st["best"]
         self.bad_evals = st["bad_evals"]
         self.history = json.loads(st["history"])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-METHOD_CHOICES = ["triplet", "pair", "softmax"]
+METHOD_CHOICES = ["triplet", "pair", "softmax", "distill"]
 
 
 def _folds(value: str | None) -> list[int]:
@@ -40,10 +40,11 @@ def networks() -> None:
               "model.pt + model.json (the embedder and its model card), best/, log.jsonl.")
 @click.option("--config", type=click.Path(exists=True, dir_okay=False),
               help="JSON experiment config (training/configs/*.json); flags given here override it.")
-@click.option("--network", type=str, default=None, help="Architecture: small, hog, hog_lbp, nn1, nn2, inception_v3 (`iznet embed networks`). [small]")
+@click.option("--network", type=str, default=None, help="Architecture: small, hog, hog_lbp, nn1, nn2, inception_v3, mobilefacenet (`iznet embed networks`). [small]")
 @click.option("--method", type=click.Choice(METHOD_CHOICES), default=None,
-              help="triplet (FaceNet, online semi-hard mining), pair (DeepFace binary classification of pairs) "
-                   "or softmax (CosFace/ArcFace margin softmax baseline). [softmax]")
+              help="triplet (FaceNet, online semi-hard mining), pair (DeepFace binary classification of pairs), "
+                   "softmax (CosFace/ArcFace margin softmax baseline) or distill (regress onto a teacher's "
+                   "embeddings, from `python -m training.chips`). [softmax]")
 @click.option("--input-size", type=int, default=None, help="Network input side in pixels [network default].")
 @click.option("--width", type=float, default=None, help="Channel multiplier (tiny versions of big nets). [1.0]")
 @click.option("--net-arg", "net_args", multiple=True, metavar="KEY=JSON",
@@ -80,7 +81,15 @@ def networks() -> None:
 @click.option("--eval-every", type=int, default=None, help="Verify on dev pairs every N steps. [200]")
 @click.option("--patience", type=int, default=None, help="Stop after N evaluations without gain (0: never). [0]")
 @click.option("--seed", type=int, default=None, help="Seed for every random choice. [0]")
+@click.option("--teacher", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="distill: the teacher's embeddings (teacher.npz). [DATA/teacher.npz]")
+@click.option("--distill-relation", type=float, default=None,
+              help="distill: weight of matching the in-batch similarity matrix. [1.0]")
+@click.option("--distill-margin-weight", type=float, default=None,
+              help="distill: weight of a CosFace loss on the known identities (0: off). [0]")
+@click.option("--blur", type=float, default=None, help="Chance of a Gaussian blur per training image. [0]")
 @click.option("--threads", type=int, default=None, help="Torch CPU threads. [1]")
+@click.option("--device", default=None, help="auto (a GPU when torch sees one), cpu or cuda. [auto]")
 @click.option("--resume", type=click.Path(exists=True), default=None, help="Resume from a run dir or checkpoint.pt.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar. [on]")
 @click.option("--snapshot-at", default=None, metavar="N,N,...",
@@ -155,7 +164,7 @@ embed.add_command(train_cmd, "train")
 @click.option("--detector", default="default", show_default=True,
               help="For models that want a landmark chip (dlib-resnet): the detector that finds the face in each "
                    "raw photo before it is cut to the model's chip, as a gallery would.")
-@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnx"]), default="auto", show_default=True,
               help="Run the embedder in torch or through onnxruntime.")
 def evaluate(model, pairs_path, data, folds, kfold, far, identification, flip, json_out, roc_csv, crop_fraction,
              threads, seed, detector, backend):

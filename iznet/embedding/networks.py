@@ -7,6 +7,7 @@
              Goodfellow et al. (2013): each output unit is the max over ``k`` affine pieces (FaceNet: p=2).
 * ``nn2``    FaceNet Table 2 (Inception, 224x224) with L2 pooling where the table says so.
 * ``inception_v3``  Szegedy et al. 2015 (299x299), written here (no torchvision), with a 128-d head.
+* ``mobilefacenet``  Chen et al. 2018 (112x112): the fast student distilled from an imported teacher.
 
 ``create_network(name, **overrides)`` builds one; ``NETWORKS[name]`` is its :class:`NetworkSpec`, which also
 says how to preprocess a face crop for it (input size, how much of the crop's centre to keep, normalisation).
@@ -473,6 +474,60 @@ class InceptionV3(nn.Module):
     def forward(self, x):
         x = self.pool(self.mixed(self.stem(x))).flatten(1)
         return self.norm(self.fc(self.drop(x)))
+
+
+# ----------------------------------------------------------------------------------------------- mobilefacenet
+class _DWBlock(nn.Module):
+    """MobileNetV2's inverted residual with PReLU, as MobileFaceNet uses it."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expansion: int):
+        super().__init__()
+        mid = cin * expansion
+        self.residual = stride == 1 and cin == cout
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.PReLU(mid),
+            nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False), nn.BatchNorm2d(mid), nn.PReLU(mid),
+            nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = self.body(x)
+        return x + y if self.residual else y
+
+
+class MobileFaceNet(nn.Module):
+    """MobileFaceNet (Chen et al. 2018): a MobileNetV2 body with PReLU, 112x112 in, a global depthwise
+    convolution (GDConv) instead of average pooling so each face position keeps its own weight, then a linear
+    128-d layer. ~1M parameters, ~220M multiply-adds at 112x112; ``width`` scales the channels."""
+
+    #: (expansion, channels, repeats, stride) after the stem, as in the paper's Table 1
+    SETTING = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1))
+
+    def __init__(self, embedding_dim: int = EMBEDDING_DIM, input_size: int = 112, width: float = 1.0):
+        super().__init__()
+        c64 = _c(64, width)
+        self.stem = nn.Sequential(nn.Conv2d(3, c64, 3, 2, 1, bias=False), nn.BatchNorm2d(c64), nn.PReLU(c64),
+                                  nn.Conv2d(c64, c64, 3, 1, 1, groups=c64, bias=False), nn.BatchNorm2d(c64),
+                                  nn.PReLU(c64))
+        layers, cin = [], c64
+        for t, c, n, s in self.SETTING:
+            cout = _c(c, width)
+            for i in range(n):
+                layers.append(_DWBlock(cin, cout, s if i == 0 else 1, t))
+                cin = cout
+        self.body = nn.Sequential(*layers)
+        c512 = _c(512, width)
+        side = math.ceil(input_size / 16)
+        self.head = nn.Sequential(
+            nn.Conv2d(cin, c512, 1, bias=False), nn.BatchNorm2d(c512), nn.PReLU(c512),
+            nn.Conv2d(c512, c512, side, groups=c512, bias=False), nn.BatchNorm2d(c512),  # GDConv
+            nn.Flatten(), nn.Linear(c512, embedding_dim, bias=False), nn.BatchNorm1d(embedding_dim))
+        self.norm = L2Norm()
+
+    def forward(self, x):
+        return self.norm(self.head(self.body(self.stem(x))))
+
+
+register("mobilefacenet", 112, "MobileFaceNet (~1M params, ~220M multiply-adds at 112x112)")(MobileFaceNet)
 
 
 register("inception_v3", 299, "Inception-v3 written here (~22M params, 299x299)")(InceptionV3)

@@ -14,6 +14,7 @@ TINY = {
     "nn1": dict(input_size=96, width=0.125, fc_width=256),
     "nn2": dict(input_size=64, width=0.125),
     "inception_v3": dict(input_size=75, width=0.125),
+    "mobilefacenet": dict(input_size=48, width=0.25),
 }
 
 
@@ -58,6 +59,11 @@ def test_published_sizes():
         assert nn2(torch.empty(2, 3, 224, 224)).shape == (2, 128)
         v3 = create_network("inception_v3")
         assert v3(torch.empty(2, 3, 299, 299)).shape == (2, 128)
+        # MobileFaceNet: "0.99M parameters" (Chen et al. 2018, Table 2); its GDConv sees the 7x7 map of 112x112
+        mfn = create_network("mobilefacenet")
+        assert 0.95e6 < sum(p.numel() for p in mfn.parameters()) < 1.05e6
+        assert mfn.head[3].kernel_size == (7, 7)
+        assert mfn(torch.empty(2, 3, 112, 112)).shape == (2, 128)
 
 
 def test_maxout_is_max_over_affine_pieces():

@@ -123,3 +123,59 @@ def test_early_stopping_and_user_errors(orl_lfw, tmp_path):
     assert iznet_main(["embed", "train", "--data", str(root), "--out", str(tmp_path / "x"),
                        "--network", "nope"]) == 2
     assert iznet_main(["evaluate", str(tmp_path / "e"), "--pairs", str(pairs), "--data", str(tmp_path)]) == 2
+
+
+def _teacher_file(root, path):
+    """A teacher's vectors for every training image and its mirror image (here the LBP baseline, which needs
+    no weights), written the way ``training.chips`` writes them."""
+    from iznet.registry import create_embedder
+
+    teacher = create_embedder("baseline-lbp")
+    rel = sorted(str(p.relative_to(root)) for p in root.glob("*/*.jpg"))
+    imgs = [read_image(root / r) for r in rel]
+    np.savez(path, paths=np.array(rel), embedding=teacher.embed(imgs),
+             embedding_flip=teacher.embed([im[:, ::-1].copy() for im in imgs]),
+             landmarks=np.zeros((len(rel), 5, 2), np.float32), teacher=json.dumps(teacher.version),
+             chip=str(teacher.chip))
+    return teacher
+
+
+def test_distillation_pulls_the_student_onto_the_teacher_for_people_it_never_saw(orl_lfw, tmp_path):
+    root, pairs = orl_lfw
+    teacher = _teacher_file(root, tmp_path / "teacher.npz")
+    out = tmp_path / "student"
+    s = Trainer(cfg(root, pairs, out, method="distill", teacher=str(tmp_path / "teacher.npz"), steps=150,
+                    optimizer="adamw", lr=0.003, weight_decay=0.01, eval_flip=False)).fit()
+    log = read_log(out)
+    cos = [r["cos"] for r in log if r["event"] == "train"]
+    assert cos[-1] > cos[0] + 0.1, (cos[0], cos[-1])
+    card = json.loads((out / "model.json").read_text())
+    assert card["method"]["name"] == "distill" and card["teacher"]["version"]["name"] == "baseline-lbp"
+    assert card["chip"] == str(teacher.chip) and card["training"]["device"] == "cpu"
+    # held-out people (s31-s40, never trained on): the student's vectors point where the teacher's do
+    held = [root / f"s{p}" / f"s{p}_{k:04d}.jpg" for p in range(31, 41) for k in (1, 5)]
+    imgs = [read_image(h) for h in held]
+    student, t = load_embedder(out).embed(imgs), teacher.embed(imgs)
+    fresh = Trainer(cfg(root, pairs, tmp_path / "fresh", method="distill", teacher=str(tmp_path / "teacher.npz"),
+                        steps=1, lr=1e-9, warmup_steps=0, eval_flip=False)).fit()
+    untrained = load_embedder(tmp_path / "fresh").embed(imgs)
+    assert (student * t).sum(1).mean() > (untrained * t).sum(1).mean() + 0.1
+    assert s["dev"]["auc"] > 0.8 and fresh["dev"] is not None
+
+
+def test_distillation_needs_a_teacher_for_every_chip_and_cuda_needs_a_gpu(orl_lfw, tmp_path):
+    from iznet.errors import NotFoundError, PreconditionError
+
+    root, pairs = orl_lfw
+    with pytest.raises(NotFoundError, match="training.chips"):
+        Trainer(cfg(root, pairs, tmp_path / "a", method="distill"))
+    np.savez(tmp_path / "t.npz", paths=np.array(["s1/s1_0001.jpg"]), embedding=np.zeros((1, 128), np.float32),
+             embedding_flip=np.zeros((1, 128), np.float32), landmarks=np.zeros((1, 5, 2)),
+             teacher=json.dumps({"name": "x"}), chip="box:160:0.2")
+    with pytest.raises(PreconditionError, match="no teacher embedding"):
+        Trainer(cfg(root, pairs, tmp_path / "b", method="distill", teacher=str(tmp_path / "t.npz")))
+    if not torch.cuda.is_available():
+        with pytest.raises(PreconditionError, match="sees no GPU"):
+            Trainer(cfg(root, pairs, tmp_path / "c", device="cuda"))
+    assert iznet_main(["embed", "train", "--data", str(root), "--out", str(tmp_path / "d"),
+                       "--device", "tpu"]) == 2
