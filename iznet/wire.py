@@ -15,6 +15,44 @@ from iznet.pipeline import FaceResult, LabelOptions, LabelResult, LocatedFace, g
 from iznet.v1 import common_pb2, gallery_pb2, gateway_pb2
 
 
+# ------------------------------------------------------------------------------------------- pixels
+
+def pixels_pb(image: np.ndarray) -> common_pb2.Pixels:
+    """A BGR uint8 array as raw pixels (crops between the services: no PNG encode and decode per hop)."""
+    image = np.ascontiguousarray(image, np.uint8)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"raw pixels are height x width x 3 BGR, not {image.shape}")
+    return common_pb2.Pixels(width=image.shape[1], height=image.shape[0], bgr=image.tobytes())
+
+
+def pixels_from_pb(p: common_pb2.Pixels, max_pixels: int) -> np.ndarray:
+    from iznet.errors import ImageError
+
+    if p.width < 1 or p.height < 1:
+        raise ImageError(f"raw pixels have no pixels ({p.width}x{p.height})")
+    if p.width * p.height > max_pixels:
+        raise ImageError(f"raw pixels too large: {p.width}x{p.height} > limit {max_pixels:,} pixels")
+    if len(p.bgr) != p.width * p.height * 3:
+        raise ImageError(f"raw pixels: {len(p.bgr):,} bytes is not {p.width}x{p.height}x3")
+    return np.frombuffer(p.bgr, np.uint8).reshape(p.height, p.width, 3)
+
+
+def image_from_pb(img: common_pb2.Image, *, max_pixels: int, max_bytes: int) -> np.ndarray:
+    """An Image message's pixels: its raw pixels when it carries them, else its decoded file bytes."""
+    if img.HasField("pixels"):
+        return pixels_from_pb(img.pixels, max_pixels)
+    from iznet.imageio import decode_image
+
+    return decode_image(img.data, max_pixels=max_pixels, max_bytes=max_bytes)
+
+
+def crop_image_pb(crop) -> common_pb2.Image:
+    """A crop as the detection service handed it over (encoded bytes, or raw Pixels) as an Image to embed."""
+    if isinstance(crop, common_pb2.Pixels):
+        return common_pb2.Image(pixels=crop)
+    return common_pb2.Image(data=crop)
+
+
 # ------------------------------------------------------------------------------------------- versions
 
 def model_version_pb(v: dict | None) -> common_pb2.ModelVersion:
@@ -85,13 +123,17 @@ def match_pb(m: Match) -> gallery_pb2.Match:
     return gallery_pb2.Match(identity=identity_pb(m), candidates=candidates_pb(m))
 
 
-def located_pb(f: LocatedFace, crop: bytes = b"") -> common_pb2.Face:
-    """A face the detection service found: the box, the points that placed its crop, the crop, how."""
-    return common_pb2.Face(box=box_pb(f.box), landmarks=landmarks_pb(f.landmarks), crop=crop, aligned=f.aligned)
+def located_pb(f: LocatedFace, crop: bytes = b"", pixels: common_pb2.Pixels | None = None) -> common_pb2.Face:
+    """A face the detection service found: the box, the points that placed its crop, the crop (encoded, or
+    raw ``pixels``), how."""
+    return common_pb2.Face(box=box_pb(f.box), landmarks=landmarks_pb(f.landmarks), crop=crop, aligned=f.aligned,
+                           crop_pixels=pixels)
 
 
 def located_from_pb(f: common_pb2.Face) -> LocatedFace:
-    return LocatedFace(box_from_pb(f.box), f.crop, landmarks_from_pb(f.landmarks), f.aligned)
+    """The crop stays as it came (encoded bytes, or the raw ``Pixels`` message) to be passed on unchanged."""
+    crop = f.crop_pixels if f.HasField("crop_pixels") else f.crop
+    return LocatedFace(box_from_pb(f.box), crop, landmarks_from_pb(f.landmarks), f.aligned)
 
 
 # ---------------------------------------------------------------------------------------------- label

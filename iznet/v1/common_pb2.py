@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15iznet/v1/common.proto\x12\x08iznet.v1\"!\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\n\n\x02id\x18\x02 \x01(\t\"D\n\x03\x42ox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\x12\r\n\x05score\x18\x05 \x01(\x02\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\",\n\tLandmarks\x12\x1f\n\x06points\x18\x01 \x03(\x0b\x32\x0f.iznet.v1.Point\"Y\n\x0cModelVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0c\n\x04\x63hip\x18\x05 \x01(\t\"\x8c\x01\n\x0eGalleryVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12%\n\x05model\x18\x03 \x01(\x0b\x32\x16.iznet.v1.ModelVersion\x12\x0e\n\x06people\x18\x04 \x01(\x03\x12\x11\n\texemplars\x18\x05 \x01(\x03\x12\x11\n\tthreshold\x18\x06 \x01(\x01\"[\n\x07Timings\x12%\n\x02ms\x18\x01 \x03(\x0b\x32\x19.iznet.v1.Timings.MsEntry\x1a)\n\x07MsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x11\n\x0fGetModelRequest\"\x1c\n\x06Vector\x12\x12\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01\"\x8f\x01\n\x08Identity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07unknown\x18\x02 \x01(\x08\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x10\n\x08\x64istance\x18\x04 \x01(\x02\x12\x11\n\tthreshold\x18\x05 \x01(\x02\x12\x11\n\tperson_id\x18\x06 \x01(\t\x12\x0f\n\x07nearest\x18\x07 \x01(\t\x12\x0c\n\x04rule\x18\x08 \x01(\t\"\xc5\x01\n\x04\x46\x61\x63\x65\x12\x1a\n\x03\x62ox\x18\x01 \x01(\x0b\x32\r.iznet.v1.Box\x12&\n\tlandmarks\x18\x02 \x01(\x0b\x32\x13.iznet.v1.Landmarks\x12$\n\x08identity\x18\x03 \x01(\x0b\x32\x12.iznet.v1.Identity\x12\x0c\n\x04\x63rop\x18\x04 \x01(\x0c\x12\x0f\n\x07\x61ligned\x18\x05 \x01(\t\x12\x0c\n\x04note\x18\x06 \x01(\t\x12&\n\ncandidates\x18\x07 \x03(\x0b\x32\x12.iznet.v1.Identityb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15iznet/v1/common.proto\x12\x08iznet.v1\"C\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\n\n\x02id\x18\x02 \x01(\t\x12 \n\x06pixels\x18\x03 \x01(\x0b\x32\x10.iznet.v1.Pixels\"4\n\x06Pixels\x12\r\n\x05width\x18\x01 \x01(\x05\x12\x0e\n\x06height\x18\x02 \x01(\x05\x12\x0b\n\x03\x62gr\x18\x03 \x01(\x0c\"D\n\x03\x42ox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\x12\r\n\x05score\x18\x05 \x01(\x02\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\",\n\tLandmarks\x12\x1f\n\x06points\x18\x01 \x03(\x0b\x32\x0f.iznet.v1.Point\"Y\n\x0cModelVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0c\n\x04\x63hip\x18\x05 \x01(\t\"\x8c\x01\n\x0eGalleryVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12%\n\x05model\x18\x03 \x01(\x0b\x32\x16.iznet.v1.ModelVersion\x12\x0e\n\x06people\x18\x04 \x01(\x03\x12\x11\n\texemplars\x18\x05 \x01(\x03\x12\x11\n\tthreshold\x18\x06 \x01(\x01\"[\n\x07Timings\x12%\n\x02ms\x18\x01 \x03(\x0b\x32\x19.iznet.v1.Timings.MsEntry\x1a)\n\x07MsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x11\n\x0fGetModelRequest\"\x1c\n\x06Vector\x12\x12\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01\"\x8f\x01\n\x08Identity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07unknown\x18\x02 \x01(\x08\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x10\n\x08\x64istance\x18\x04 \x01(\x02\x12\x11\n\tthreshold\x18\x05 \x01(\x02\x12\x11\n\tperson_id\x18\x06 \x01(\t\x12\x0f\n\x07nearest\x18\x07 \x01(\t\x12\x0c\n\x04rule\x18\x08 \x01(\t\"\xec\x01\n\x04\x46\x61\x63\x65\x12\x1a\n\x03\x62ox\x18\x01 \x01(\x0b\x32\r.iznet.v1.Box\x12&\n\tlandmarks\x18\x02 \x01(\x0b\x32\x13.iznet.v1.Landmarks\x12$\n\x08identity\x18\x03 \x01(\x0b\x32\x12.iznet.v1.Identity\x12\x0c\n\x04\x63rop\x18\x04 \x01(\x0c\x12\x0f\n\x07\x61ligned\x18\x05 \x01(\t\x12\x0c\n\x04note\x18\x06 \x01(\t\x12&\n\ncandidates\x18\x07 \x03(\x0b\x32\x12.iznet.v1.Identity\x12%\n\x0b\x63rop_pixels\x18\x08 \x01(\x0b\x32\x10.iznet.v1.Pixelsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,27 +36,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VECTOR'].fields_by_name['values']._loaded_options = None
   _globals['_VECTOR'].fields_by_name['values']._serialized_options = b'\020\001'
   _globals['_IMAGE']._serialized_start=35
-  _globals['_IMAGE']._serialized_end=68
-  _globals['_BOX']._serialized_start=70
-  _globals['_BOX']._serialized_end=138
-  _globals['_POINT']._serialized_start=140
-  _globals['_POINT']._serialized_end=169
-  _globals['_LANDMARKS']._serialized_start=171
-  _globals['_LANDMARKS']._serialized_end=215
-  _globals['_MODELVERSION']._serialized_start=217
-  _globals['_MODELVERSION']._serialized_end=306
-  _globals['_GALLERYVERSION']._serialized_start=309
-  _globals['_GALLERYVERSION']._serialized_end=449
-  _globals['_TIMINGS']._serialized_start=451
-  _globals['_TIMINGS']._serialized_end=542
-  _globals['_TIMINGS_MSENTRY']._serialized_start=501
-  _globals['_TIMINGS_MSENTRY']._serialized_end=542
-  _globals['_GETMODELREQUEST']._serialized_start=544
-  _globals['_GETMODELREQUEST']._serialized_end=561
-  _globals['_VECTOR']._serialized_start=563
-  _globals['_VECTOR']._serialized_end=591
-  _globals['_IDENTITY']._serialized_start=594
-  _globals['_IDENTITY']._serialized_end=737
-  _globals['_FACE']._serialized_start=740
-  _globals['_FACE']._serialized_end=937
+  _globals['_IMAGE']._serialized_end=102
+  _globals['_PIXELS']._serialized_start=104
+  _globals['_PIXELS']._serialized_end=156
+  _globals['_BOX']._serialized_start=158
+  _globals['_BOX']._serialized_end=226
+  _globals['_POINT']._serialized_start=228
+  _globals['_POINT']._serialized_end=257
+  _globals['_LANDMARKS']._serialized_start=259
+  _globals['_LANDMARKS']._serialized_end=303
+  _globals['_MODELVERSION']._serialized_start=305
+  _globals['_MODELVERSION']._serialized_end=394
+  _globals['_GALLERYVERSION']._serialized_start=397
+  _globals['_GALLERYVERSION']._serialized_end=537
+  _globals['_TIMINGS']._serialized_start=539
+  _globals['_TIMINGS']._serialized_end=630
+  _globals['_TIMINGS_MSENTRY']._serialized_start=589
+  _globals['_TIMINGS_MSENTRY']._serialized_end=630
+  _globals['_GETMODELREQUEST']._serialized_start=632
+  _globals['_GETMODELREQUEST']._serialized_end=649
+  _globals['_VECTOR']._serialized_start=651
+  _globals['_VECTOR']._serialized_end=679
+  _globals['_IDENTITY']._serialized_start=682
+  _globals['_IDENTITY']._serialized_end=825
+  _globals['_FACE']._serialized_start=828
+  _globals['_FACE']._serialized_end=1064
 # @@protoc_insertion_point(module_scope)

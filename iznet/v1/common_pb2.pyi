@@ -7,12 +7,24 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Image(_message.Message):
-    __slots__ = ("data", "id")
+    __slots__ = ("data", "id", "pixels")
     DATA_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    PIXELS_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     id: str
-    def __init__(self, data: _Optional[bytes] = ..., id: _Optional[str] = ...) -> None: ...
+    pixels: Pixels
+    def __init__(self, data: _Optional[bytes] = ..., id: _Optional[str] = ..., pixels: _Optional[_Union[Pixels, _Mapping]] = ...) -> None: ...
+
+class Pixels(_message.Message):
+    __slots__ = ("width", "height", "bgr")
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    BGR_FIELD_NUMBER: _ClassVar[int]
+    width: int
+    height: int
+    bgr: bytes
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., bgr: _Optional[bytes] = ...) -> None: ...
 
 class Box(_message.Message):
     __slots__ = ("x1", "y1", "x2", "y2", "score")
@@ -116,7 +128,7 @@ class Identity(_message.Message):
     def __init__(self, name: _Optional[str] = ..., unknown: _Optional[bool] = ..., score: _Optional[float] = ..., distance: _Optional[float] = ..., threshold: _Optional[float] = ..., person_id: _Optional[str] = ..., nearest: _Optional[str] = ..., rule: _Optional[str] = ...) -> None: ...
 
 class Face(_message.Message):
-    __slots__ = ("box", "landmarks", "identity", "crop", "aligned", "note", "candidates")
+    __slots__ = ("box", "landmarks", "identity", "crop", "aligned", "note", "candidates", "crop_pixels")
     BOX_FIELD_NUMBER: _ClassVar[int]
     LANDMARKS_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +136,7 @@ class Face(_message.Message):
     ALIGNED_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    CROP_PIXELS_FIELD_NUMBER: _ClassVar[int]
     box: Box
     landmarks: Landmarks
     identity: Identity
@@ -131,4 +144,5 @@ class Face(_message.Message):
     aligned: str
     note: str
     candidates: _containers.RepeatedCompositeFieldContainer[Identity]
-    def __init__(self, box: _Optional[_Union[Box, _Mapping]] = ..., landmarks: _Optional[_Union[Landmarks, _Mapping]] = ..., identity: _Optional[_Union[Identity, _Mapping]] = ..., crop: _Optional[bytes] = ..., aligned: _Optional[str] = ..., note: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Identity, _Mapping]]] = ...) -> None: ...
+    crop_pixels: Pixels
+    def __init__(self, box: _Optional[_Union[Box, _Mapping]] = ..., landmarks: _Optional[_Union[Landmarks, _Mapping]] = ..., identity: _Optional[_Union[Identity, _Mapping]] = ..., crop: _Optional[bytes] = ..., aligned: _Optional[str] = ..., note: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Identity, _Mapping]]] = ..., crop_pixels: _Optional[_Union[Pixels, _Mapping]] = ...) -> None: ...

@@ -25,19 +25,19 @@ _sym_db = _symbol_database.Default()
 from iznet.v1 import common_pb2 as iznet_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18iznet/v1/detection.proto\x12\x08iznet.v1\x1a\x15iznet/v1/common.proto\"w\n\rDetectRequest\x12\x1f\n\x06images\x18\x01 \x03(\x0b\x32\x0f.iznet.v1.Image\x12\x11\n\tmin_score\x18\x02 \x01(\x02\x12\x11\n\tcrop_size\x18\x03 \x01(\x05\x12\x11\n\tmax_faces\x18\x04 \x01(\x05\x12\x0c\n\x04\x63hip\x18\x05 \x01(\t\"\x80\x01\n\x0fImageDetections\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x1d\n\x05\x66\x61\x63\x65s\x18\x04 \x03(\x0b\x32\x0e.iznet.v1.Face\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x0e\n\x06padded\x18\x06 \x01(\x08\"\x87\x01\n\x0e\x44\x65tectResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.iznet.v1.ImageDetections\x12%\n\x05model\x18\x02 \x01(\x0b\x32\x16.iznet.v1.ModelVersion\x12\"\n\x07timings\x18\x03 \x01(\x0b\x32\x11.iznet.v1.Timings2\x87\x01\n\tDetection\x12;\n\x06\x44\x65tect\x12\x17.iznet.v1.DetectRequest\x1a\x18.iznet.v1.DetectResponse\x12=\n\x08GetModel\x12\x19.iznet.v1.GetModelRequest\x1a\x16.iznet.v1.ModelVersionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18iznet/v1/detection.proto\x12\x08iznet.v1\x1a\x15iznet/v1/common.proto\"\x8a\x01\n\rDetectRequest\x12\x1f\n\x06images\x18\x01 \x03(\x0b\x32\x0f.iznet.v1.Image\x12\x11\n\tmin_score\x18\x02 \x01(\x02\x12\x11\n\tcrop_size\x18\x03 \x01(\x05\x12\x11\n\tmax_faces\x18\x04 \x01(\x05\x12\x0c\n\x04\x63hip\x18\x05 \x01(\t\x12\x11\n\traw_crops\x18\x06 \x01(\x08\"\x80\x01\n\x0fImageDetections\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x1d\n\x05\x66\x61\x63\x65s\x18\x04 \x03(\x0b\x32\x0e.iznet.v1.Face\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x0e\n\x06padded\x18\x06 \x01(\x08\"\x87\x01\n\x0e\x44\x65tectResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.iznet.v1.ImageDetections\x12%\n\x05model\x18\x02 \x01(\x0b\x32\x16.iznet.v1.ModelVersion\x12\"\n\x07timings\x18\x03 \x01(\x0b\x32\x11.iznet.v1.Timings2\x87\x01\n\tDetection\x12;\n\x06\x44\x65tect\x12\x17.iznet.v1.DetectRequest\x1a\x18.iznet.v1.DetectResponse\x12=\n\x08GetModel\x12\x19.iznet.v1.GetModelRequest\x1a\x16.iznet.v1.ModelVersionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'iznet.v1.detection_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DETECTREQUEST']._serialized_start=61
-  _globals['_DETECTREQUEST']._serialized_end=180
-  _globals['_IMAGEDETECTIONS']._serialized_start=183
-  _globals['_IMAGEDETECTIONS']._serialized_end=311
-  _globals['_DETECTRESPONSE']._serialized_start=314
-  _globals['_DETECTRESPONSE']._serialized_end=449
-  _globals['_DETECTION']._serialized_start=452
-  _globals['_DETECTION']._serialized_end=587
+  _globals['_DETECTREQUEST']._serialized_start=62
+  _globals['_DETECTREQUEST']._serialized_end=200
+  _globals['_IMAGEDETECTIONS']._serialized_start=203
+  _globals['_IMAGEDETECTIONS']._serialized_end=331
+  _globals['_DETECTRESPONSE']._serialized_start=334
+  _globals['_DETECTRESPONSE']._serialized_end=469
+  _globals['_DETECTION']._serialized_start=472
+  _globals['_DETECTION']._serialized_end=607
 # @@protoc_insertion_point(module_scope)

@@ -8,18 +8,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DetectRequest(_message.Message):
-    __slots__ = ("images", "min_score", "crop_size", "max_faces", "chip")
+    __slots__ = ("images", "min_score", "crop_size", "max_faces", "chip", "raw_crops")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
     CROP_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_FACES_FIELD_NUMBER: _ClassVar[int]
     CHIP_FIELD_NUMBER: _ClassVar[int]
+    RAW_CROPS_FIELD_NUMBER: _ClassVar[int]
     images: _containers.RepeatedCompositeFieldContainer[_common_pb2.Image]
     min_score: float
     crop_size: int
     max_faces: int
     chip: str
-    def __init__(self, images: _Optional[_Iterable[_Union[_common_pb2.Image, _Mapping]]] = ..., min_score: _Optional[float] = ..., crop_size: _Optional[int] = ..., max_faces: _Optional[int] = ..., chip: _Optional[str] = ...) -> None: ...
+    raw_crops: bool
+    def __init__(self, images: _Optional[_Iterable[_Union[_common_pb2.Image, _Mapping]]] = ..., min_score: _Optional[float] = ..., crop_size: _Optional[int] = ..., max_faces: _Optional[int] = ..., chip: _Optional[str] = ..., raw_crops: _Optional[bool] = ...) -> None: ...
 
 class ImageDetections(_message.Message):
     __slots__ = ("image_id", "width", "height", "faces", "error", "padded")

@@ -83,7 +83,12 @@ class DetectionServicer(detection_pb2_grpc.DetectionServicer):
             if request.max_faces > 0:
                 located = sorted(located, key=lambda f: -f.box.area)[:request.max_faces]
             t2 = time.perf_counter()
-            out = [wire.located_pb(f, encode_image(f.crop, ".png") if want_crops else b"") for f in located]
+            if not want_crops:
+                out = [wire.located_pb(f) for f in located]
+            elif request.raw_crops:
+                out = [wire.located_pb(f, pixels=wire.pixels_pb(f.crop)) for f in located]
+            else:
+                out = [wire.located_pb(f, encode_image(f.crop, ".png")) for f in located]
             t3 = time.perf_counter()
             t["decode"] += (t1 - t0) * 1e3
             t["locate"] += (t2 - t1) * 1e3

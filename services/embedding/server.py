@@ -27,7 +27,7 @@ from iznet.config import load_settings
 from iznet.embedding.backends import BACKENDS
 from iznet.embedding.backends import make_backend
 from iznet.errors import ImageError, PreconditionError, UnavailableError, UserInputError
-from iznet.imageio import decode_image
+from iznet import wire
 from iznet.registry import create_embedder
 from iznet.serving import Current, Fixed, load_model_version
 from iznet.store import ArtifactStore
@@ -58,7 +58,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
         crops = []
         for i, c in enumerate(request.crops):
             try:
-                crops.append(decode_image(c.data, max_pixels=4096 * 4096, max_bytes=self.max_bytes))
+                crops.append(wire.image_from_pb(c, max_pixels=4096 * 4096, max_bytes=self.max_bytes))
             except ImageError as exc:
                 raise ImageError(f"crop {i} ({c.id or 'no id'}): {exc}") from None
         common.check_deadline(context, "decoding crops")
@@ -88,10 +88,12 @@ def _served(embedder) -> dict:
                    "model's folder.")
 @click.option("--poll", default=1.0, show_default=True, type=float,
               help="Seconds between checks for a newly published version (0: never switch).")
-@click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
+@click.option("--backend", type=click.Choice(["auto", *BACKENDS]), default="auto", show_default=True,
               envvar=["IZNET_EMBEDDING_BACKEND", "IZNET_EMBED_BACKEND"],
-              help="Where vectors are computed: torch (in-process), onnx (onnxruntime in-process on an export: "
-                   "--model NAME of triton/NAME in the store, or a model.onnx) or triton (remote, --triton-url).")
+              help="Where vectors are computed: auto (in-process, the faster engine the model has: onnxruntime "
+                   "for dlib-resnet, torch for a trained folder), torch, onnx (onnxruntime in-process on an "
+                   "export: --model NAME of triton/NAME in the store, or a model.onnx) or triton (remote, "
+                   "--triton-url).")
 @triton_options
 @click.option("--triton-wait", default=60.0, show_default=True, type=float,
               help="Seconds to wait at start for Triton to serve the model (it may start after this service).")
@@ -114,7 +116,7 @@ def main(store, model_name, poll, backend, triton_url, triton_model, triton_vers
     elif model_name in artifacts.names("models"):
         current = Current(artifacts, "models", model_name, load_model_version, poll_s=poll).start()
     else:
-        current = Fixed(create_embedder(model_name, threads=torch_threads or None))
+        current = Fixed(create_embedder(model_name, backend, threads=torch_threads or None))
     servicer = EmbeddingServicer(current, min(settings.max_image_bytes, max_message_mb * common.MiB))
     common.serve("embedding", [embedding_pb2.DESCRIPTOR.services_by_name["Embedding"].full_name],
                  lambda s: embedding_pb2_grpc.add_EmbeddingServicer_to_server(servicer, s),

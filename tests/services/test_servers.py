@@ -67,6 +67,36 @@ def test_detect_batches_and_reports_bad_images_per_image(world, services):
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "empty" in e.value.details()
 
 
+def test_raw_crops_go_from_detection_to_embedding_unchanged(world, services):
+    """The gateway's path: detection hands crops over as raw pixels, the embedding service takes them as they
+    are, and the vectors equal those of the PNG-encoded crops (lossless either way)."""
+    from iznet import wire
+    from iznet.imageio import decode_image
+
+    det = stub(services, "detection", detection_pb2_grpc.DetectionStub)
+    emb = stub(services, "embedding", embedding_pb2_grpc.EmbeddingStub)
+    photo = world.groups(2)[0]
+    png = det.Detect(detection_pb2.DetectRequest(images=[common_pb2.Image(data=photo)], crop_size=64),
+                     timeout=30).results[0].faces
+    raw = det.Detect(detection_pb2.DetectRequest(images=[common_pb2.Image(data=photo)], crop_size=64,
+                                                 raw_crops=True), timeout=30).results[0].faces
+    assert len(raw) == len(png) == 2 and all(not f.crop and f.HasField("crop_pixels") for f in raw)
+    for r, p in zip(raw, png):
+        assert (r.crop_pixels.width, r.crop_pixels.height) == (64, 64)
+        assert np.array_equal(wire.pixels_from_pb(r.crop_pixels, 64 * 64), decode_image(p.crop))
+    v_raw = emb.Embed(embedding_pb2.EmbedRequest(crops=[common_pb2.Image(pixels=f.crop_pixels) for f in raw]),
+                      timeout=10).vectors
+    v_png = emb.Embed(embedding_pb2.EmbedRequest(crops=[common_pb2.Image(data=f.crop) for f in png]),
+                      timeout=10).vectors
+    assert np.allclose([v.values for v in v_raw], [v.values for v in v_png], atol=1e-6)
+    # pixels that do not add up are one clear error naming the crop
+    bad = common_pb2.Image(pixels=common_pb2.Pixels(width=64, height=64, bgr=b"\0" * 100), id="short")
+    with pytest.raises(grpc.RpcError) as e:
+        emb.Embed(embedding_pb2.EmbedRequest(crops=[bad]), timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "crop 0 (short)" in e.value.details() and "is not 64x64x3" in e.value.details()
+
+
 def test_deadline_is_honoured(world, services):
     det = stub(services, "detection", detection_pb2_grpc.DetectionStub)
     photo = world.groups(2)[0]
