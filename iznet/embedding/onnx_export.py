@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 import warnings
 from pathlib import Path
@@ -185,7 +186,7 @@ def export_onnx(emb: Embedder, path: str | Path, atol: float = EXPORT_ATOL) -> d
     t0 = time.perf_counter()
     graph = EmbedderGraph(exportable(emb.model), emb.preprocess, emb.flip_tta)
     example = torch.from_numpy(sample_crops(2, emb.input_size))
-    tmp = path.with_name(path.name + ".partial")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")  # processes exporting at once do not collide
     try:
         exporter = _torch_export(graph, example, tmp)
         summary = card_summary(emb)

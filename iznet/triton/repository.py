@@ -143,14 +143,14 @@ def export_to_store(model: str | Path, store: str | Path, name: str = "iznet_emb
     store = ArtifactStore(store)
     check_name(name)
     if str(model) in EMBEDDERS or str(model) == "default":
-        emb = create_embedder(str(model), threads=threads)
+        emb = create_embedder(str(model), "torch", threads=threads)  # the torch network is what exports
         if not hasattr(emb, "model"):
             raise PreconditionError(f"{model} is not a torch network (nothing to export to ONNX)")
     else:
         model = Path(model)
         if model.is_dir() and not (model / "model.pt").exists() and (model / "CURRENT").is_file():
             model = model / (model / "CURRENT").read_text().strip()  # a model in the store: its current version
-        emb = create_embedder(str(model), threads=threads)
+        emb = create_embedder(str(model), "torch", threads=threads)
     card = card_summary(emb)
     model_dir = store.dir(KIND, name)
     # Triton's config is per model, not per version: every version under one name must fit it.
