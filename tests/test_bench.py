@@ -92,3 +92,21 @@ def test_naive_baseline_is_the_studys_algorithm_1_and_its_skew_is_exact():
     assert tv_from_uniform(np.array([2, 3]), "naive") == pytest.approx(1 / 6)
     assert tv_from_uniform(np.array([2, 3]), "study") == pytest.approx(1 / 12)
     assert tv_from_uniform(np.array([2, 3]), "exact") == 0.0
+
+
+@pytest.mark.shared_data
+def test_gpu_check_trains_each_network_on_the_device_it_is_given(tmp_path):
+    """The GPU check's own path, on the CPU: every row names its device and images/s; an unknown device is
+    a failed row, not a crash of the whole check."""
+    from bench.gpu_check import main
+
+    if not (shared_data_dir() / "att_orl").is_dir():
+        pytest.skip("needs the shared data")
+    out = tmp_path / "gpu.json"
+    assert main(["--device", "cpu", "--steps", "2", "--batch", "4", "--small-inputs", "--threads", "1",
+                 "--workers", "0", "--networks", "small,detector", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["network"] for r in rows] == ["small", "detector-tiny"]
+    assert all(r["device"] == "cpu" and r["images_per_s"] > 0 and r["steps"] == 2 for r in rows)
+    assert main(["--device", "tpu", "--steps", "2", "--networks", "small", "--json", str(out)]) == 1
+    assert "unknown device" in json.loads(out.read_text())["rows"][0]["error"]

@@ -127,6 +127,8 @@ class TrainConfig:
 
 def resolve_device(name: str) -> torch.device:
     """``auto``: the first GPU when torch sees one, else the CPU; ``cuda`` without a GPU is an error."""
+    if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
+        raise UserInputError(f"unknown device {name!r}: auto, cpu or cuda")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -442,7 +444,8 @@ class Trainer:
             self.samples_seen += cfg.batch_size
             self.elapsed = time.time() - t_start
             self.cpu_s = time.process_time() - cpu_start
-            run_loss = loss.item() if run_loss is None else 0.95 * run_loss + 0.05 * loss.item()
+            self.last_loss = loss.item()
+            run_loss = self.last_loss if run_loss is None else 0.95 * run_loss + 0.05 * self.last_loss
             bar.update(self.step, self.elapsed)
             for cb in self.callbacks:
                 cb(self)

@@ -85,8 +85,11 @@ def label_cmd(folder: Path, out: Path, teacher: str, limit: int | None, threads:
 @click.option("--init", "init", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Continue from a saved detector (.pt with its card): its weights and anchors.")
 @click.option("--no-pseudo", is_flag=True, help="Train without the pseudo-labelled photos (composites of the PASCAL boxes only).")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Continue the run saved beside --out (OUT.state.pt) when there is one.")
+@click.option("--device", default="auto", show_default=True, help="auto (a GPU when torch sees one), cpu or cuda.")
 def train_cmd(out, size, labels_dir, data_dir, img_size, batch, steps, minutes, lr, warmup, anchors_per_scale, gray_p, seed,
-              threads, workers, input_size, init, no_pseudo) -> None:
+              threads, workers, input_size, init, no_pseudo, resume, device) -> None:
     """Train the YOLO-style detector on pseudo-labelled photos, composites and the dlib PASCAL training boxes."""
     from iznet.config import shared_data_dir
     from training.detection.train import TrainConfig, default_sources, train
@@ -107,7 +110,8 @@ def train_cmd(out, size, labels_dir, data_dir, img_size, batch, steps, minutes, 
             )
     cfg = TrainConfig(out=out, size=size, img_size=img_size, batch=batch, steps=steps, minutes=minutes, lr=lr, warmup=warmup,
                       num_anchors=anchors_per_scale, gray_p=gray_p, seed=seed, threads=threads, workers=workers,
-                      input_size=input_size, sources=sources, init=str(init) if init else "")
+                      input_size=input_size, sources=sources, init=str(init) if init else "", resume=resume,
+                      device=device)
     path = train(cfg)
     click.echo(f"detector -> {path} (card {path.with_suffix('.json')})")
 

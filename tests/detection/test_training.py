@@ -11,7 +11,7 @@ from iznet.detection.types import Detector
 from iznet.detection.yolo import load_detector, to_tensor
 from training.detection.data import SampleSource, list_backgrounds, photos_from_pseudo_labels
 from training.detection.targets import YoloLoss
-from training.detection.train import TrainConfig, fit_anchors, train
+from training.detection.train import TrainConfig, fit_anchors, train, state_path
 
 
 def _source(toy, size=96):
@@ -75,3 +75,25 @@ def test_trainer_writes_a_loadable_detector(toy_photos, tmp_path):
     cont = train(TrainConfig(**{**cfg.__dict__, "out": tmp_path / "cont.pt", "steps": 2, "init": str(path)}),
                  progress=False)
     assert json.loads(cont.with_suffix(".json").read_text())["anchors"] == card["anchors"]
+
+
+def test_a_stopped_detector_run_resumes_where_it_stopped(toy_photos, tmp_path):
+    """A killed training job starts again with the same ``out``: it continues from the saved step (schedule,
+    optimiser and EMA included), not from step 0; ``resume=False`` starts over."""
+    out = tmp_path / "det.pt"
+    base = dict(out=out, size="nano", img_size=96, batch=4, warmup=2, workers=0, input_size=128, log_every=1,
+                sources={"pseudo": [{"root": str(toy_photos / "photos"), "labels": str(toy_photos / "labels.json")}],
+                         "backgrounds": str(toy_photos / "scenes")})
+    train(TrainConfig(**base, steps=3), progress=False)
+    assert state_path(out).is_file()
+    first = torch.load(state_path(out), weights_only=True)
+    assert first["step"] == 3
+    # the same run with a larger budget: 3 more steps, not 6
+    path = train(TrainConfig(**base, steps=6), progress=False)
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["train"]["steps_done"] == 6 and card["train"]["resumed_at_steps"] == [3]
+    steps = [json.loads(x)["step"] for x in out.with_suffix(".log.jsonl").read_text().splitlines()]
+    assert steps[0] == 1 and 4 in steps and steps.count(1) == 1  # one log, appended
+    assert card["train"]["device"] == "cpu"
+    again = train(TrainConfig(**base, steps=2, resume=False), progress=False)
+    assert json.loads(again.with_suffix(".json").read_text())["train"]["steps_done"] == 2

@@ -14,6 +14,8 @@ Loss = ``box_weight`` * (1 - CIoU) over positives
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from dataclasses import dataclass
 
@@ -166,7 +168,12 @@ class YoloLoss(torch.nn.Module):
 
     def forward(self, raws: list[torch.Tensor], gt_boxes: list[torch.Tensor]) -> tuple[torch.Tensor, dict]:
         shapes = [(r.shape[2], r.shape[3]) for r in raws]
-        targets = build_targets(gt_boxes, self.anchors, shapes, self.strides, self.anchor_t, self.neighbors)
+        # Targets are matched on the CPU (small, index-heavy work) and moved to the predictions' device.
+        targets = build_targets([torch.as_tensor(g).cpu() for g in gt_boxes], self.anchors.cpu(), shapes,
+                                self.strides, self.anchor_t, self.neighbors)
+        dev = raws[0].device
+        if dev.type != "cpu":
+            targets = [LevelTargets(*(getattr(t, f.name).to(dev) for f in dataclasses.fields(t))) for t in targets]
         box_loss = raws[0].new_zeros(())
         obj_loss = raws[0].new_zeros(())
         n_pos = 0
@@ -200,6 +207,7 @@ class YoloLoss(torch.nn.Module):
         for i, g in enumerate(gt_boxes):
             if len(g) == 0:
                 continue
-            best = box_iou_matrix(boxes[i].reshape(-1, 4), torch.as_tensor(g, dtype=torch.float32)).max(1).values
+            best = box_iou_matrix(boxes[i].reshape(-1, 4),
+                                  torch.as_tensor(g, dtype=torch.float32, device=boxes.device)).max(1).values
             weight[i][best.view(weight.shape[1:]) > self.ignore_iou] = 0.0
         return weight

@@ -5,7 +5,11 @@
 2. Anchors: k-means (1 - IoU) over the boxes of a few hundred training samples, as drawn by the sampler.
 3. Train: AdamW, warm-up then cosine decay over the step budget (or the time budget, whichever ends first),
    an exponential moving average of the weights (the EMA is what gets saved), a checkpoint every few minutes
-   so a cut run still leaves a usable detector.
+   so a cut run still leaves a usable detector, and a resumable state beside it (``<out>.state.pt``: model,
+   EMA, optimiser, step, time spent): a run started again with the same ``out`` and ``resume`` continues
+   from that step, its schedule and time budget where they were.
+
+``device``: ``auto`` trains on a GPU when torch sees one (bf16 autocast there), else on the CPU.
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ class TrainConfig:
     name: str = ""
     sources: dict = field(default_factory=dict)
     init: str = ""  # a saved detector (.pt with its card) to continue from: its weights and anchors
+    resume: bool = True  # continue from <out>.state.pt when it is there (a killed job picks up its run)
+    device: str = "auto"  # auto | cpu | cuda
 
 
 class _Batches(torch.utils.data.IterableDataset):
@@ -102,13 +108,27 @@ def fit_anchors(source: SampleSource, k: int, n_samples: int = 300, seed: int = 
     return anchors, wh
 
 
+def state_path(out: Path) -> Path:
+    """Where a run keeps what it needs to continue (beside the saved detector)."""
+    return Path(out).with_suffix(".state.pt")
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
+    from training.trainer import resolve_device
+
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     cv2.setNumThreads(1)
+    device = resolve_device(cfg.device)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     log_path = out.with_suffix(".log.jsonl")
+    state = None
+    if cfg.resume and state_path(out).is_file():
+        state = torch.load(state_path(out), map_location="cpu", weights_only=True)
+        if state["size"] != cfg.size or state["num_anchors"] != cfg.num_anchors:
+            raise ValueError(f"{state_path(out)} is a {state['size']} run with {state['num_anchors']} anchors; "
+                             f"remove it or choose another --out")
 
     photos = collect_photos(cfg.sources)
     backgrounds = list_backgrounds(Path(cfg.sources["backgrounds"])) if cfg.sources.get("backgrounds") else []
@@ -123,21 +143,30 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             raise ValueError(f"--init {cfg.init} is a {init_card['size']} model with {init_card['num_anchors']} anchors")
         model.load_state_dict(torch.load(Path(cfg.init).with_suffix(".pt"), map_location="cpu", weights_only=True))
         anchors = np.asarray(init_card["anchors"], np.float32).reshape(-1, 2)
+    if state is not None:  # the run's own anchors (a resumed run re-fits nothing)
+        anchors = state["anchors"].numpy().reshape(-1, 2)
+        model.load_state_dict(state["model"])
     anchors_t = torch.from_numpy(anchors).view(3, cfg.num_anchors, 2)
 
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(device, memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
-    criterion = YoloLoss(anchors_t)
+    if state is not None:
+        ema.load_state_dict(state["ema"])
+    criterion = YoloLoss(anchors_t.to(device))
     decay, no_decay = [], []
     for n_, p in model.named_parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
     )
+    step, spent = 0, 0.0  # steps done and seconds trained before this process (a resumed run)
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        step, spent = int(state["step"]), float(state["elapsed"])
     loader = torch.utils.data.DataLoader(
-        _Batches(source, cfg.batch, cfg.seed),
+        _Batches(source, cfg.batch, cfg.seed + 1_000_003 * step),  # a resumed run draws new samples
         batch_size=None,
         num_workers=cfg.workers,
         persistent_workers=cfg.workers > 0,
@@ -162,22 +191,31 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             "num_photos": len(photos),
             "num_backgrounds": len(backgrounds),
             "machine": platform.platform(),
+            "device": str(device),
             "torch": torch.__version__,
         },
     }
 
     def save(step: int, elapsed: float, final: bool) -> Path:
         card = copy.deepcopy(card_base)
-        card["train"].update({"steps_done": step, "train_minutes": round(elapsed / 60, 2), "finished": final})
-        return save_detector(ema, card, out)
+        card["train"].update({"steps_done": step, "train_minutes": round(elapsed / 60, 2), "finished": final,
+                              **({"resumed_at_steps": resumed} if resumed else {})})
+        saved = save_detector(copy.deepcopy(ema).cpu(), card, out)
+        tmp = state_path(out).with_suffix(".tmp")
+        torch.save({"size": cfg.size, "num_anchors": cfg.num_anchors, "anchors": torch.from_numpy(anchors),
+                    "model": {k: v.cpu() for k, v in model.state_dict().items()},
+                    "ema": {k: v.cpu() for k, v in ema.state_dict().items()}, "optimizer": opt.state_dict(),
+                    "step": step, "elapsed": elapsed, "resumed": resumed}, tmp)
+        tmp.replace(state_path(out))
+        return saved
 
-    t0 = time.time()
-    last_ckpt = t0
+    resumed = list(state.get("resumed", [])) + [step] if state is not None else []
+    t0 = time.time() - spent
+    last_ckpt = time.time()
     it = iter(loader)
-    bar = tqdm(total=cfg.steps, desc="train detector", unit="step", disable=not progress)
-    step = 0
+    bar = tqdm(total=cfg.steps, initial=step, desc="train detector", unit="step", disable=not progress)
     run_loss = None
-    with log_path.open("w") as log:
+    with log_path.open("a" if state is not None else "w") as log:
         while step < cfg.steps:
             elapsed = time.time() - t0
             frac = step / cfg.steps
@@ -189,9 +227,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             for g in opt.param_groups:
                 g["lr"] = lr
             x, boxes = next(it)
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             model.train()
-            loss, parts = criterion(model(x), boxes)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                pred = model(x)
+            loss, parts = criterion([p.float() for p in pred] if isinstance(pred, (list, tuple)) else pred.float(),
+                                    boxes)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
@@ -204,7 +245,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                     else:
                         pe.copy_(pm)
             step += 1
-            run_loss = float(loss) if run_loss is None else 0.95 * run_loss + 0.05 * float(loss)
+            run_loss = loss.item() if run_loss is None else 0.95 * run_loss + 0.05 * loss.item()
             bar.update(1)
             bar.set_postfix(loss=f"{run_loss:.3f}", lr=f"{lr:.1e}")
             if step % cfg.log_every == 0 or step == 1:

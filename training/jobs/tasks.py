@@ -185,6 +185,7 @@ def train_embedder_job(ctx: JobContext, *, name: str, config: dict[str, Any]) ->
         stop.set()
     outputs = _publish_model(ctx, name, run_dir, ("model.pt", "model.json", "log.jsonl"))
     outputs["resumed_from_step"] = start_step if resume is not None else None
+    outputs["device"] = str(trainer.device)
     return {"outputs": outputs, "metrics": {k: summary.get(k) for k in
                                             ("stop_reason", "step", "samples_seen", "elapsed_s", "dev",
                                              "best_dev_accuracy")}}
@@ -193,14 +194,16 @@ def train_embedder_job(ctx: JobContext, *, name: str, config: dict[str, Any]) ->
 @job_task("train-detector")
 def train_detector_job(ctx: JobContext, *, name: str, config: dict[str, Any]) -> dict[str, Any]:
     """Train the YOLO-style detector with :func:`training.detection.train.train`, then publish
-    ``models/<name>`` (detector.pt, its card and log). The trainer saves the model every
-    ``checkpoint_minutes`` but does not resume from it: a redelivered detector job starts training again
-    (``outputs.resumed`` says so)."""
-    from training.detection.train import TrainConfig, train
+    ``models/<name>`` (detector.pt, its card and log). The trainer saves its state every
+    ``checkpoint_minutes``; a redelivered job continues from the last save (``outputs.resumed_from_step``)."""
+    import torch
+
+    from training.detection.train import TrainConfig, state_path, train
 
     run_dir = ctx.work_dir / "run"
     out = run_dir / "detector.pt"
-    restarted = out.exists()
+    resumed_from = (int(torch.load(state_path(out), map_location="cpu", weights_only=True)["step"])
+                    if state_path(out).is_file() else None)
     try:
         cfg = TrainConfig(**{**config, "out": out})
     except TypeError as exc:
@@ -215,7 +218,7 @@ def train_detector_job(ctx: JobContext, *, name: str, config: dict[str, Any]) ->
         stop.set()
     outputs = _publish_model(ctx, name, run_dir, ("detector.pt", "detector.json", "detector.log.jsonl"))
     outputs["model_card"] = outputs["model_card"].replace("model.json", "detector.json")
-    outputs["resumed"] = False if not restarted else "no: the detector trainer restarts from step 0"
+    outputs["resumed_from_step"] = resumed_from
     card = json.loads((Path(outputs["path"]) / "detector.json").read_text())
     return {"outputs": outputs, "metrics": dict(card.get("train", {}))}
 
