@@ -4,9 +4,11 @@ latency p50/p95 and throughput (photos per second), side by side in one run.
 
     python -m bench.gateway_vs_local [--photo PATH] [--repeats 30] [--clients 1,4] [--json PATH]
 
-The store is built in a temporary folder: with the team's shared photos, a gallery of the
-``face_recognition_knn`` people and their two-person photo ``kit_with_rose.jpg``; without, generated people and
-a group photo of them. Both paths use the same detector (haar), embedder (baseline-lbp) and gallery version.
+The store is built in a temporary folder. With the team's shared photos: a gallery of three LFW people (three
+photos each) and a VGA (640x480) photo of the three of them, their photos the gallery does not hold, pasted
+on a scene with no faces; without: generated people and a group photo of them. Both paths use the default
+models (MTCNN, dlib's ResNet: what `iznet gallery enroll` gives a user), the same gallery version, and the
+same engines (onnxruntime for both models).
 With N clients, N threads each send ``--repeats`` calls back to back (after 3 warm-up calls each): in-process
 every thread has its own Pipeline (OpenCV's cascades keep per-call state: per-thread detectors and one
 alignment at a time, as in the detection service), through the gateway its own gRPC channel. The in-process runs go first, before the
@@ -33,15 +35,31 @@ NAME, TITLE = "gateway_vs_local", "Label: through the gateway vs the same pipeli
 WARMUP = 3
 
 
-def build_store(root: Path, photo: Path | None) -> tuple[Path, bytes, str]:
+PEOPLE = ("Colin_Powell", "Tony_Blair", "Hugo_Chavez")
+
+
+def vga_photo(lfw: Path, scene: Path, index: int = 10) -> bytes:
+    """640x480: a no-face scene with each person's ``index``-th LFW photo (the face's middle 160 px of 250,
+    shown at 180 px) side by side, as in a group photo."""
+    import cv2
+
+    from iznet.imageio import encode_image, read_image
+
+    canvas = cv2.resize(read_image(scene), (640, 480), interpolation=cv2.INTER_AREA)
+    for k, person in enumerate(PEOPLE):
+        face = read_image(lfw / person / f"{person}_{index:04d}.jpg")[45:205, 45:205]
+        canvas[150:330, 25 + k * 205:205 + k * 205] = cv2.resize(face, (180, 180), interpolation=cv2.INTER_AREA)
+    return encode_image(canvas, ".jpg", 92)
+
+
+def build_store(root: Path, photo: Path | None, threads: int) -> tuple[Path, bytes, str]:
     from iznet.config import shared_data_dir
     from iznet.gallery import GalleryStore
-    from iznet.registry import create_embedder
     from iznet.pipeline import Pipeline
-    from iznet.registry import create_detector
+    from iznet.registry import create_detector, create_embedder, detector_threads
 
-    frk = shared_data_dir() / "face_recognition_knn"
-    if not frk.is_dir():
+    lfw = shared_data_dir() / "lfw"
+    if not all((lfw / p).is_dir() for p in PEOPLE):
         from tests.services.conftest import build_world
 
         world = build_world(root / "world")
@@ -49,12 +67,18 @@ def build_store(root: Path, photo: Path | None) -> tuple[Path, bytes, str]:
         data = photo.read_bytes() if photo else world.group_photo(world.people)
         return root / "store", data, "generated people (no shared data here)"
     gs = GalleryStore(root / "store")
-    emb, det = create_embedder("baseline-lbp"), create_detector("haar")
+    emb, det = create_embedder("default", threads=threads), create_detector("default", **detector_threads("default", threads))
     g = gs.create("default", emb.version)
-    Pipeline(det, emb, g).enroll_folder(frk / "train")
+    pipe = Pipeline(det, emb, g)
+    for person in PEOPLE:
+        for i in (1, 2, 3):
+            pipe.enroll_image(person, lfw / person / f"{person}_{i:04d}.jpg")
     gs.save(g)
-    photo = photo or frk / "test" / "kit_with_rose.jpg"
-    return root / "store", photo.read_bytes(), f"face_recognition_knn gallery, photo {photo.name}"
+    if photo:
+        return root / "store", photo.read_bytes(), f"3 LFW people enrolled, photo {photo.name}"
+    scene = sorted((shared_data_dir() / "detection" / "nonface_scenes").glob("*.jpg"))[0]
+    return (root / "store", vga_photo(lfw, scene),
+            f"3 LFW people enrolled ({', '.join(PEOPLE)}), a 640x480 photo of the three (photos not enrolled)")
 
 
 def hammer(make_caller: Callable[[], Callable[[], object]], clients: int, repeats: int):
@@ -116,20 +140,23 @@ def run(args: argparse.Namespace) -> Result:
     client_counts = [int(c) for c in args.clients.split(",")]
     root = Path(tempfile.mkdtemp(prefix="iznet-bench-"))
     try:
-        store, photo, what = build_store(root, args.photo)
+        store, photo, what = build_store(root, args.photo, args.threads)
         local, remote = {}, {}
         for c in client_counts:
             def make_local():
-                pipe = Pipeline.from_store(store, "default")
+                pipe = Pipeline.from_store(store, "default", threads=args.threads)
                 return lambda: pipe.label(photo)
 
             ms, wall, ans = hammer(make_local, c, args.repeats)
             local[c] = res.row(**stats("in-process", c, ms, wall, [f.name for f in ans.faces]))
             print(f"in-process, {c} client(s): {local[c]}", flush=True)
-        local_stages = Pipeline.from_store(store, "default").label(photo).timings
+        probe = Pipeline.from_store(store, "default", threads=args.threads)
+        local_stages = probe.label(photo).timings
+        engines = (f"detector {probe.detector.version['name']} ({getattr(probe.detector, 'backend', '?')}), "
+                   f"embedder {probe.embedder.version['name']} ({getattr(probe.embedder, 'backend', '?')})")
 
         t0 = time.perf_counter()
-        stack = Stack(StackConfig(store=store, model="baseline-lbp", detector="haar")).start()
+        stack = Stack(StackConfig(store=store)).start()  # the gallery's models, one thread per service
         startup_s = time.perf_counter() - t0
         channels: list[GatewayClient] = []
         try:
@@ -156,8 +183,9 @@ def run(args: argparse.Namespace) -> Result:
         res.compare(label, "p50 ms", "in-process", "gateway", local[c]["p50_ms"], remote[c]["p50_ms"], "lower")
         res.compare(label, "p95 ms", "in-process", "gateway", local[c]["p95_ms"], remote[c]["p95_ms"], "lower")
         res.compare(label, "photos/s", "in-process", "gateway", local[c]["photos_per_s"], remote[c]["photos_per_s"])
-    res.params.update(what=what, stack_startup_s=round(startup_s, 1))
-    res.notes.append(f"{what}; haar detector, baseline-lbp embedder; {args.threads} thread(s) per worker; "
+    res.params.update(what=what, stack_startup_s=round(startup_s, 1), threads_per_process=args.threads,
+                      in_process_engines=engines, batch_wait_ms=0.0)
+    res.notes.append(f"{what}; {engines}; {args.threads} thread(s) per process (in-process and each service); "
                      f"stack started in {startup_s:.0f} s; same names on both paths: "
                      f"{all(local[c]['names'] == remote[c]['names'] for c in client_counts)}.")
     res.notes.append(overhead_note(local_stages, remote_stages, local[client_counts[0]]["p50_ms"],

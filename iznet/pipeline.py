@@ -329,15 +329,17 @@ class Pipeline:
     @classmethod
     def from_store(cls, store: str | os.PathLike[str], gallery: str, model: str | None = None,
                    detector: str | Detector | None = None, version: int | None = None,
-                   **kwargs: Any) -> "Pipeline":
+                   threads: int | None = None, **kwargs: Any) -> "Pipeline":
         """Load gallery ``gallery`` (current version unless ``version``), the model it was built with (or
-        ``model``, which must be the same one) and the detector it was enrolled with (or ``detector``)."""
-        from iznet.registry import create_detector, create_embedder
+        ``model``, which must be the same one) and the detector it was enrolled with (or ``detector``).
+        ``threads``: the models' intra-op threads (None: their engines' defaults)."""
+        from iznet.registry import create_detector, create_embedder, detector_threads
 
         g = GalleryStore(store).load(gallery, version)
-        emb = create_embedder(model or g.model.get("spec") or g.model.get("name"), store=store)
+        emb = create_embedder(model or g.model.get("spec") or g.model.get("name"), store=store, threads=threads)
+        spec = detector or g.detector
         det = detector if detector is not None and not isinstance(detector, str) else \
-            create_detector(detector or g.detector, store=store)
+            create_detector(spec, store=store, **detector_threads(spec, threads))
         return cls(det, emb, g, **kwargs)
 
     # ---------------------------------------------------------------------------------------- the stages

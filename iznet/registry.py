@@ -204,6 +204,13 @@ def create_detector(spec: str | None = "default", *, store: str | os.PathLike[st
                          ".onnx path, a trained detector (.pt) or models/NAME")
 
 
+def detector_threads(spec: str | None, threads: int | None) -> dict:
+    """``{"threads": n}`` for the detectors that take the knob (MTCNN, Ultra-Light), else nothing."""
+    spec = DEFAULT_DETECTOR if spec in DEFAULT_NAMES else str(spec)
+    takes = spec == "mtcnn" or spec.startswith("ultralight") or spec.endswith(".onnx")
+    return {"threads": threads} if threads and takes else {}
+
+
 def _recorded(spec: str | None, default: str, registered: dict) -> str:
     """How a gallery or dataset records a model ``spec`` to load it again: ``default`` resolved to today's
     default, registered and store names as they are, paths made absolute."""
@@ -270,6 +277,49 @@ register(Entry("baseline-lbp", "embedder", "baseline", _baseline("baseline-lbp")
 register(Entry("baseline-pixels", "embedder", "baseline", _baseline("baseline-pixels"),
                "equalised 32x32 pixels, fixed random projection to 128-d (no training; for tests)",
                {"licence": "MIT (this project)", "chip": "box:160:0.2", "dim": 128}))
+
+
+#: Embedders trained here and shipped in the package (small files, each with its model card beside it).
+SHIPPED = Path(__file__).resolve().parent / "weights"
+
+
+def _shipped(name: str):
+    def build(backend: str = "torch", threads: int | None = None, **kw):
+        from iznet.embedding.embedder import load_embedder
+
+        emb = load_embedder(SHIPPED / name, threads=threads)
+        if backend == "torch":
+            return emb
+        if backend != "onnx":
+            raise UserInputError(f"{name} in-process backends are torch and onnx; for Triton export it with "
+                                 f"`iznet export {name}` and use --backend triton")
+        from iznet.embedding.imported import cached_onnx
+
+        return cached_onnx(emb, f"{name}-{emb.version['digest'].split(':')[-1][:16]}", threads)
+
+    return build
+
+
+def _shipped_card(name: str) -> dict[str, Any]:
+    """What `iznet models list` shows of a shipped model: from its card, read when the registry loads."""
+    import json
+
+    try:
+        card = json.loads((SHIPPED / name / "model.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {"licence": card.get("licence", "MIT (this project)"), "chip": card.get("chip"), "dim": 128,
+            "teacher": (card.get("teacher") or {}).get("version", {}).get("name"),
+            "figures": card.get("figures", {}), "card": f"iznet/weights/{name}/MODEL_CARD.md"}
+
+
+def _shipped_missing(name: str) -> Callable[[], str]:
+    return lambda: "" if (SHIPPED / name / "model.pt").is_file() else f"has no weights at {SHIPPED / name}"
+
+
+register(Entry("distilled-small", "embedder", "trained", _shipped("distilled-small"),
+               "IZ*Net's small CNN (96x96 of dlib's chip) distilled here from dlib-resnet: several times faster",
+               _shipped_card("distilled-small"), _shipped_missing("distilled-small"), fast_backend="onnx"))
 
 
 def embedder_names() -> list[str]:

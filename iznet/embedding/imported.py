@@ -66,10 +66,16 @@ def dlib_embedder(backend: str = "torch", threads: int | None = None, calibratio
 
         raise UserInputError(f"dlib-resnet in-process backends are torch and onnx; for Triton export it with "
                              f"`iznet export dlib-resnet` and use --backend triton")
+    return cached_onnx(emb, f"dlib-resnet-{f.sha256[:16]}", threads)
+
+
+def cached_onnx(emb: Embedder, key: str, threads: int | None = None):
+    """``emb`` through onnxruntime: exported once (checked against torch) into ``$IZNET_CACHE/onnx/KEY.onnx``
+    (``~/.cache/iznet`` by default), then loaded from there."""
     from iznet.embedding.backends import OnnxEmbedder
     from iznet.embedding.onnx_export import export_onnx
 
-    onnx_path = _cache_dir() / "onnx" / f"dlib-resnet-{f.sha256[:16]}.onnx"
+    onnx_path = _cache_dir() / "onnx" / f"{key}.onnx"
     if not onnx_path.is_file():
         export_onnx(emb, onnx_path)
     return OnnxEmbedder(onnx_path, threads=threads)

@@ -18,7 +18,7 @@ from iznet.data.align import DEFAULT_MARGIN, DEFAULT_SIZE, ChipSpec
 from iznet.errors import ImageError, UserInputError
 from iznet.imageio import PixelBudget, decode_image, encode_image, image_size
 from iznet.pipeline import detector_version, locate
-from iznet.registry import create_detector
+from iznet.registry import create_detector, detector_threads
 from iznet.v1 import common_pb2, detection_pb2, detection_pb2_grpc
 from services import common
 
@@ -107,12 +107,6 @@ def _seconds_left(context, cap: float) -> float:
     return cap if remaining is None else max(0.0, min(cap, remaining))
 
 
-def _threads(spec: str, threads: int) -> dict:
-    """One thread per detector where it takes the knob (the service runs one detector per worker thread)."""
-    return {"threads": threads} if threads and (spec in ("default", "mtcnn") or spec.startswith("ultralight")
-                                                or spec.endswith(".onnx")) else {}
-
-
 @click.command()
 @click.option("--detector", default="default", show_default=True,
               help="Any detector `iznet models list` shows: default (mtcnn), haar, ultralight-320, "
@@ -125,7 +119,7 @@ def main(detector, pixel_budget, host, port, metrics_port, max_message_mb, worke
     """The detection gRPC service."""
     common.limit_threads(torch_threads)
     settings = load_settings()
-    servicer = DetectionServicer(lambda: create_detector(detector, store=settings.store, **_threads(detector, torch_threads)),
+    servicer = DetectionServicer(lambda: create_detector(detector, store=settings.store, **detector_threads(detector, torch_threads)),
                                  settings.max_image_pixels,
                                  min(settings.max_image_bytes, max_message_mb * common.MiB), pixel_budget)
     common.serve("detection", [detection_pb2.DESCRIPTOR.services_by_name["Detection"].full_name],
