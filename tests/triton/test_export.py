@@ -90,6 +90,7 @@ TINY = {
     "nn1": dict(input_size=64, width=0.125, fc_width=64),
     "nn2": dict(input_size=64, width=0.125),
     "inception_v3": dict(input_size=75, width=0.125),
+    "mobilefacenet": dict(input_size=48, width=0.25),
 }
 
 
