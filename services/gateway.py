@@ -406,6 +406,9 @@ def main(detection, embedding, gallery, default_gallery, port, host, api_keys, c
     """The Ray Serve gateway (starts a local Ray instance; stops it on SIGTERM/SIGINT)."""
     os.environ["RAY_SERVE_GRPC_MAX_MESSAGE_SIZE"] = str(max_message_mb * 1024 * 1024)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray Serve kills an ingress proxy that is not ready within 3 x 5 s; on a busy node (training beside the
+    # stack) its worker needs longer just to start, and the gateway would never come up. Give it 30 s a check.
+    os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "30")
     from services.loopback import ray_init_options  # hardening: Ray's node and the ingress on --host only
 
     ray_opts = ray_init_options(host)
