@@ -20,12 +20,21 @@ def draw_face(img: np.ndarray, x: int, y: int, s: int, rng: np.random.Generator)
     return [cx - s / 2, cy - s * 0.6, cx + s / 2, cy + s * 0.6]
 
 
+def face_landmarks(box: list[float]) -> list[float]:
+    """The five points of a cartoon face drawn by :func:`draw_face` in ``box``: eyes, nose, mouth corners."""
+    s = box[2] - box[0]
+    cx, cy = (box[0] + box[2]) / 2, box[1] + s * 0.6
+    pts = [(cx - s / 5, cy - s / 8), (cx + s / 5, cy - s / 8), (cx, cy), (cx - s / 5, cy + s / 4), (cx + s / 5, cy + s / 4)]
+    return [round(v, 2) for p in pts for v in p]
+
+
 @pytest.fixture(scope="session")
 def toy_photos(tmp_path_factory):
-    """8 photos (160 x 160) with 1-3 cartoon faces each, a labels JSON in the pseudo-label format, 4 scenes."""
+    """8 photos (160 x 160) with 1-3 cartoon faces each, labels JSON in the pseudo-label format (boxes; and
+    ``labels_landmarks.json`` with the five points, as MTCNN gives them), 4 scenes."""
     root = tmp_path_factory.mktemp("toy")
     rng = np.random.default_rng(0)
-    labels = {}
+    labels, with_landmarks = {}, {}
     (root / "photos").mkdir()
     for i in range(8):
         img = rng.integers(0, 255, (160, 160, 3), dtype=np.uint8)
@@ -37,7 +46,9 @@ def toy_photos(tmp_path_factory):
             boxes.append([*draw_face(img, x, y, s, rng), 0.99])
         cv2.imwrite(str(root / "photos" / f"p{i}.png"), img)
         labels[f"p{i}.png"] = boxes
+        with_landmarks[f"p{i}.png"] = [[*b, *face_landmarks(b)] for b in boxes]
     (root / "labels.json").write_text(json.dumps({"teacher": "toy", "images": labels}))
+    (root / "labels_landmarks.json").write_text(json.dumps({"teacher": "toy", "images": with_landmarks}))
     (root / "scenes").mkdir()
     for i in range(4):
         img = cv2.GaussianBlur(rng.integers(0, 255, (200, 240, 3), dtype=np.uint8), (15, 15), 5)

@@ -26,6 +26,8 @@ def test_samples_have_boxes_inside_the_canvas(toy_photos):
     for _ in range(30):
         img, boxes = src.sample(rng)
         assert img.shape == (128, 128, 3) and img.dtype == np.uint8
+        assert boxes.shape[1] == 14 and np.isnan(boxes[:, 4:]).all()  # boxes only: no landmarks
+        boxes = boxes[:, :4]
         assert (boxes >= -1e-3).all() and (boxes <= 128 + 1e-3).all()
         assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
         n_faces += len(boxes)
@@ -97,3 +99,62 @@ def test_a_stopped_detector_run_resumes_where_it_stopped(toy_photos, tmp_path):
     assert card["train"]["device"] == "cpu"
     again = train(TrainConfig(**base, steps=2, resume=False), progress=False)
     assert json.loads(again.with_suffix(".json").read_text())["train"]["steps_done"] == 2
+
+
+def test_landmarks_move_with_their_faces_through_every_sample_kind(toy_photos):
+    """Composites, mosaics, photos and mirror images keep each face's five points on its eyes, nose and mouth:
+    checked against where the cartoon's eyes are drawn (darkest pixels) and the geometry of the box."""
+    photos = photos_from_pseudo_labels(toy_photos / "labels_landmarks.json", toy_photos / "photos")
+    assert all(p.has_landmarks for p in photos)
+    src = SampleSource(photos, list_backgrounds(toy_photos / "scenes"), size=128, gray_p=0.0)
+    rng = np.random.default_rng(1)
+    checked = 0
+    for _ in range(40):
+        img, rows = src.sample(rng)
+        for r in rows:
+            w = r[2] - r[0]
+            lm = r[4:].reshape(5, 2)
+            if not np.isfinite(lm).all() or w < 20:
+                continue
+            # inside the box, the left eye left of the right eye, the mouth below the eyes, the nose between
+            assert (lm[:, 0] > r[0] - 1).all() and (lm[:, 0] < r[2] + 1).all()
+            assert lm[0, 0] < lm[1, 0] and lm[3, 0] < lm[4, 0] and lm[3, 1] > lm[0, 1]
+            assert abs(lm[2, 0] - (r[0] + r[2]) / 2) < 0.05 * w + 1
+            assert abs((lm[1, 0] - lm[0, 0]) - 0.4 * w) < 0.05 * w + 1  # eyes 2/5 of the width apart
+            eye = img[int(round(lm[0, 1])), int(round(lm[0, 0]))].astype(int)
+            assert eye.sum() < 3 * 110, eye  # on a dark eye (HSV/brightness jitter allowed)
+            checked += 1
+    assert checked > 10
+
+
+def test_a_landmark_head_learns_the_points(toy_photos, tmp_path):
+    """Trained on labels with landmarks the detector gets a 5-point head (card: num_landmarks 5); the
+    landmark loss falls, and the saved detector returns five points per face."""
+    torch.manual_seed(0)
+    photos = photos_from_pseudo_labels(toy_photos / "labels_landmarks.json", toy_photos / "photos")
+    src = SampleSource(photos, list_backgrounds(toy_photos / "scenes"), size=96)
+    rng = np.random.default_rng(0)
+    batch = [src.sample(rng) for _ in range(8)]
+    x = to_tensor([b[0] for b in batch])
+    gt = [torch.from_numpy(b[1]) for b in batch]
+    anchors, _ = fit_anchors(src, 9, n_samples=40)
+    model = build_model("nano", num_landmarks=5)
+    crit = YoloLoss(torch.from_numpy(anchors).view(3, 3, 2))
+    opt = torch.optim.AdamW(model.parameters(), 5e-3)
+    lm = []
+    for _ in range(40):
+        loss, parts = crit(model(x), gt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        lm.append(parts["landmarks"])
+    assert np.mean(lm[-5:]) < 0.75 * np.mean(lm[:5]), lm  # its weight is a tenth of the loss: it learns slower
+    out = tmp_path / "lm.pt"
+    path = train(TrainConfig(out=out, size="nano", img_size=96, batch=4, steps=3, warmup=1, workers=0,
+                             input_size=128, sources={"pseudo": [{"root": str(toy_photos / "photos"),
+                                                                  "labels": str(toy_photos / "labels_landmarks.json")}]}),
+                 progress=False)
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["num_landmarks"] == 5
+    faces = load_detector(path, conf_threshold=0.0).detect(np.zeros((90, 130, 3), np.uint8))
+    assert faces and all(f.landmarks is not None and np.asarray(f.landmarks).shape == (5, 2) for f in faces)

@@ -1,6 +1,9 @@
 """Training samples without hand labelling: composites, mosaics, and pseudo-labelled photos, augmented.
 
-Every sample is a ``size x size`` BGR uint8 image and its face boxes (N, 4) x1, y1, x2, y2 in pixels.
+Every sample is a ``size x size`` BGR uint8 image and its faces, one row each (N, 14): the box x1, y1, x2, y2
+and five landmarks (left eye, right eye, nose, left and right mouth corner, as MTCNN gives them) as x, y
+pairs in pixels, NaN where the label has none (a teacher without landmarks, the PASCAL boxes). Every
+transform moves the points with the box; a mirror image also swaps left and right.
 
 * **composite**: a face-free scene (``detection/nonface_scenes``) with 1-12 face crops pasted at many scales
   and positions (feathered elliptical masks so no hard seam marks the face), the boxes known by construction.
@@ -26,10 +29,51 @@ import numpy as np
 from iznet.imageio import is_image_file, read_image
 
 
+#: columns of a face row: 4 box coordinates, then 5 (x, y) landmarks
+ROW = 4 + 2 * 5
+#: the landmark order after a horizontal flip (left and right eye, left and right mouth corner swap)
+FLIP_ORDER = (1, 0, 2, 4, 3)
+
+
+def face_rows(boxes: np.ndarray) -> np.ndarray:
+    """(N, 4) boxes or (N, 14) rows -> (N, 14) float32 rows (landmarks NaN when not given)."""
+    b = np.asarray(boxes, np.float32).reshape(len(boxes), -1) if len(boxes) else np.zeros((0, 4), np.float32)
+    if b.shape[1] == ROW:
+        return b
+    out = np.full((len(b), ROW), np.nan, np.float32)
+    out[:, :4] = b[:, :4]
+    return out
+
+
+def shift_scale(rows: np.ndarray, scale: float, dx: float, dy: float) -> np.ndarray:
+    """Every coordinate of ``rows`` mapped by ``x * scale + dx``, ``y * scale + dy`` (NaN stays NaN)."""
+    out = rows * scale
+    out[:, 0::2] += dx
+    out[:, 1::2] += dy
+    return out
+
+
+def mirror(rows: np.ndarray, width: int) -> np.ndarray:
+    """The rows of an image flipped left to right."""
+    out = rows.copy()
+    out[:, 0::2] = width - rows[:, 0::2]
+    out[:, [0, 2]] = out[:, [2, 0]]
+    lm = out[:, 4:].reshape(-1, 5, 2)
+    out[:, 4:] = lm[:, FLIP_ORDER].reshape(-1, 10)
+    return out
+
+
 @dataclass
 class LabelledImage:
     path: Path
-    boxes: np.ndarray  # (N, 4) float32
+    boxes: np.ndarray  # (N, 14) float32 rows (see face_rows); (N, 4) boxes are accepted
+
+    def __post_init__(self) -> None:
+        self.boxes = face_rows(self.boxes)
+
+    @property
+    def has_landmarks(self) -> bool:
+        return bool(np.isfinite(self.boxes[:, 4:]).any()) if len(self.boxes) else False
 
 
 class SampleSource:
@@ -79,6 +123,7 @@ class SampleSource:
         else:
             img, boxes = self.photo(rng)
         img, boxes = self.augment(img, boxes, rng)
+        boxes = face_rows(boxes)
         keep = ((boxes[:, 2] - boxes[:, 0]) >= self.min_face) & ((boxes[:, 3] - boxes[:, 1]) >= self.min_face)
         return img, boxes[keep].astype(np.float32)
 
@@ -124,7 +169,7 @@ class SampleSource:
             patch = cv2.resize(patch, (pw, ph), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
             for _try in range(10):
                 px, py = int(rng.integers(0, s - pw + 1)), int(rng.integers(0, s - ph + 1))
-                box = [px + (fb[0] - x0) * scale, py + (fb[1] - y0) * scale, px + (fb[2] - x0) * scale, py + (fb[3] - y0) * scale]
+                box = shift_scale(fb[None], scale, px - x0 * scale, py - y0 * scale)[0]
                 rect = [px, py, px + pw, py + ph]
                 if not patches or _max_overlap(rect, patches) < 0.15:
                     break
@@ -140,7 +185,7 @@ class SampleSource:
             canvas[py : py + ph, px : px + pw] = roi * (1 - mask) + patch * mask
             boxes.append(box)
             patches.append(rect)
-        return canvas.astype(np.uint8), np.asarray(boxes, np.float32).reshape(-1, 4)
+        return canvas.astype(np.uint8), np.asarray(boxes, np.float32).reshape(-1, ROW)
 
     def mosaic(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         s = self.size
@@ -164,8 +209,8 @@ class SampleSource:
                 oy = gy * cell + int(rng.integers(0, cell - nh + 1))
                 canvas[oy : oy + nh, ox : ox + nw] = small
                 if len(src.boxes):
-                    out.append(src.boxes * sc + np.array([ox, oy, ox, oy], np.float32))
-        return canvas, (np.concatenate(out) if out else np.zeros((0, 4), np.float32))
+                    out.append(shift_scale(src.boxes, sc, ox, oy))
+        return canvas, (np.concatenate(out) if out else np.zeros((0, ROW), np.float32))
 
     def photo(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         s = self.size
@@ -175,7 +220,6 @@ class SampleSource:
         sc = s / max(h, w) * math.exp(rng.uniform(math.log(0.35), math.log(2.0)))
         nw, nh = max(1, int(w * sc)), max(1, int(h * sc))
         im = cv2.resize(im, (nw, nh), interpolation=cv2.INTER_AREA if sc < 1 else cv2.INTER_LINEAR)
-        boxes = src.boxes * sc
         canvas = np.full((s, s, 3), 114, np.uint8)
         # Place (or crop) at a random offset.
         ox = int(rng.integers(min(0, s - nw), max(0, s - nw) + 1))
@@ -183,16 +227,14 @@ class SampleSource:
         x0, y0 = max(0, ox), max(0, oy)
         x1, y1 = min(s, ox + nw), min(s, oy + nh)
         canvas[y0:y1, x0:x1] = im[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
-        boxes = boxes + np.array([ox, oy, ox, oy], np.float32)
-        return canvas, _clip_boxes(boxes, s)
+        return canvas, _clip_boxes(shift_scale(src.boxes, sc, ox, oy), s)
 
     # -- augmentation --------------------------------------------------------------------------------------
     def augment(self, img: np.ndarray, boxes: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         s = img.shape[1]
         if rng.random() < 0.5:
             img = img[:, ::-1]
-            boxes = boxes.copy()
-            boxes[:, [0, 2]] = s - boxes[:, [2, 0]]
+            boxes = mirror(face_rows(boxes), s)
         if rng.random() < self.gray_p:
             g = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_BGR2GRAY)
             img = cv2.cvtColor(g, cv2.COLOR_GRAY2BGR)
@@ -223,10 +265,12 @@ def _max_overlap(rect, rects) -> float:
 
 def _clip_boxes(boxes: np.ndarray, s: int, min_visible: float = 0.6) -> np.ndarray:
     """Clip to the canvas; drop boxes with less than ``min_visible`` of their area inside."""
+    boxes = face_rows(boxes)
     if len(boxes) == 0:
-        return boxes.reshape(-1, 4)
+        return boxes
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    c = np.clip(boxes, 0, s)
+    c = boxes.copy()
+    c[:, :4] = np.clip(boxes[:, :4], 0, s)
     inside = (c[:, 2] - c[:, 0]).clip(0) * (c[:, 3] - c[:, 1]).clip(0)
     return c[inside >= min_visible * np.maximum(area, 1e-6)]
 
@@ -236,8 +280,8 @@ def photos_from_pseudo_labels(labels_json: Path, root: Path, min_score: float = 
 
     out = []
     for rel, arr in load_labels(labels_json).items():
-        arr = arr[arr[:, 4] >= min_score]
-        out.append(LabelledImage(Path(root) / rel, arr[:, :4].copy()))
+        arr = arr[arr[:, 4] >= min_score]  # rows: box, score[, 10 landmark coordinates]
+        out.append(LabelledImage(Path(root) / rel, np.concatenate([arr[:, :4], arr[:, 5:]], 1)))
     return out
 
 

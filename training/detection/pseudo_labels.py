@@ -1,6 +1,7 @@
 """Pseudo-labels: boxes for photos that have none, from a teacher detector (no hand labelling).
 
-The labels are cached as JSON ``{"teacher": ..., "images": {relative_path: [[x1, y1, x2, y2, score], ...]}}``
+The labels are cached as JSON ``{"teacher": ..., "images": {relative_path: [[x1, y1, x2, y2, score], ...]}}``,
+with the teacher's five landmarks after the score when it gives them (MTCNN: 15 numbers a face),
 so a training run does not re-run the teacher. Photos are padded to the teacher's 4:3 aspect before it
 sees them (the Ultra-Light models resize the whole photo to 320x240 / 640x480; a square LFW photo would
 otherwise be stretched), and boxes are mapped back to the original pixels.
@@ -38,7 +39,7 @@ def label_image(teacher: Detector, image: np.ndarray, min_score: float = 0.0) ->
     for f in faces:
         x1, y1, x2, y2 = min(max(f.x1, 0), w), min(max(f.y1, 0), h), min(max(f.x2, 0), w), min(max(f.y2, 0), h)
         if f.score >= min_score and x2 - x1 >= 4 and y2 - y1 >= 4:
-            out.append(FaceBox(x1, y1, x2, y2, f.score))
+            out.append(FaceBox(x1, y1, x2, y2, f.score, f.landmarks))
     return out
 
 
@@ -63,7 +64,10 @@ def label_folder(
     todo = [p for p in paths if str(p.relative_to(root)) not in cache["images"]]
     for i, p in enumerate(tqdm(todo, desc=f"pseudo-labels ({teacher.name}) {root.name}", unit="img")):
         faces = label_image(teacher, read_image(p), min_score=min_score)
-        cache["images"][str(p.relative_to(root))] = [[*f.as_list(), round(f.score, 4)] for f in faces]
+        cache["images"][str(p.relative_to(root))] = [
+            [*f.as_list(), round(f.score, 4),
+             *([] if f.landmarks is None else [round(float(v), 2) for v in np.asarray(f.landmarks).ravel()])]
+            for f in faces]
         if (i + 1) % 500 == 0:
             _write(out_path, cache)
     _write(out_path, cache)
@@ -79,7 +83,11 @@ def _write(path: Path, obj: dict) -> None:
 
 def load_labels(path: Path) -> dict[str, np.ndarray]:
     data = json.loads(Path(path).read_text())
-    return {k: np.asarray(v, dtype=np.float32).reshape(-1, 5) for k, v in data["images"].items()}
+    out = {}
+    for k, v in data["images"].items():  # 5 numbers a face, or 15 with landmarks
+        width = 15 if v and len(v[0]) == 15 else 5
+        out[k] = np.asarray(v, dtype=np.float32).reshape(-1, width)
+    return out
 
 
 if __name__ == "__main__":  # python -m training.detection.pseudo_labels ROOT OUT.json [teacher]

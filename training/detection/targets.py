@@ -7,6 +7,9 @@ nearest the centre (the bounded decoding ``2*sigmoid - 0.5`` reaches half a cell
 too small for every anchor by that factor goes to its single best anchor (YOLOv3's rule), so no face is lost.
 
 Loss = ``box_weight`` * (1 - CIoU) over positives
+     + ``landmark_weight`` * smooth-L1 of the five landmarks over positives whose face has them (offsets from
+       the cell centre in anchor units, what :func:`iznet.detection.yolo.decode_level` inverts), when the
+       network has a landmark head
      + ``obj_weight`` * sum over scales of ``balance[s]`` * BCE(objectness), with the positives' target
        ``1 - iou_ratio + iou_ratio * IoU`` (detached), the negatives weighted by ``noobj_weight``, and negatives whose
        prediction already overlaps a face by more than ``ignore_iou`` left out (YOLOv3's ignore rule).
@@ -35,6 +38,8 @@ class LevelTargets:
     gx: torch.Tensor
     box: torch.Tensor
     anchor: torch.Tensor
+    #: (P, 10) the positives' landmarks in pixels (NaN: none known)
+    landmarks: torch.Tensor
 
     def __len__(self) -> int:
         return int(self.b.numel())
@@ -48,10 +53,15 @@ def build_targets(
     anchor_t: float = 4.0,
     neighbors: bool = True,
 ) -> list[LevelTargets]:
-    """``gt_boxes[i]``: (N_i, 4) x1, y1, x2, y2 in input pixels. ``anchors``: (L, A, 2) pixels."""
-    rows = [torch.cat([torch.full((len(g), 1), float(i)), torch.as_tensor(g, dtype=torch.float32).reshape(-1, 4)], 1)
-            for i, g in enumerate(gt_boxes)]
-    gt = torch.cat(rows, 0) if rows else torch.zeros(0, 5)
+    """``gt_boxes[i]``: (N_i, 4) x1, y1, x2, y2 in input pixels, or (N_i, 14) with five landmarks (NaN: none).
+    ``anchors``: (L, A, 2) pixels."""
+    def rows14(g):
+        g = torch.as_tensor(g, dtype=torch.float32)
+        g = g.reshape(-1, g.shape[-1]) if g.numel() else g.reshape(0, 4)
+        return g if g.shape[1] == 14 else torch.cat([g[:, :4], torch.full((len(g), 10), float("nan"))], 1)
+
+    rows = [torch.cat([torch.full((len(g), 1), float(i)), rows14(g)], 1) for i, g in enumerate(gt_boxes)]
+    gt = torch.cat(rows, 0) if rows else torch.zeros(0, 15)
     cxcy = (gt[:, 1:3] + gt[:, 3:5]) / 2
     wh = (gt[:, 3:5] - gt[:, 1:3]).clamp(min=1e-3)
     L, A = anchors.shape[:2]
@@ -86,7 +96,7 @@ def build_targets(
         n_all, a_all = torch.cat(owners), torch.cat(anchors_idx)
         gx, gy = cell[:, 0].clamp(0, w - 1), cell[:, 1].clamp(0, h - 1)
         box = torch.cat([cxcy[n_all], wh[n_all]], 1)
-        out.append(LevelTargets(gt[n_all, 0].long(), a_all, gy, gx, box, anchors[lvl][a_all]))
+        out.append(LevelTargets(gt[n_all, 0].long(), a_all, gy, gx, box, anchors[lvl][a_all], gt[n_all, 5:]))
     return out
 
 
@@ -153,8 +163,10 @@ class YoloLoss(torch.nn.Module):
         anchor_t: float = 4.0,
         neighbors: bool = True,
         iou_ratio: float = 0.25,
+        landmark_weight: float = 0.1,
     ):
         super().__init__()
+        self.landmark_weight = landmark_weight
         self.iou_ratio = iou_ratio
         self.register_buffer("anchors", torch.as_tensor(anchors, dtype=torch.float32).view(len(strides), -1, 2))
         self.strides = tuple(strides)
@@ -176,7 +188,8 @@ class YoloLoss(torch.nn.Module):
             targets = [LevelTargets(*(getattr(t, f.name).to(dev) for f in dataclasses.fields(t))) for t in targets]
         box_loss = raws[0].new_zeros(())
         obj_loss = raws[0].new_zeros(())
-        n_pos = 0
+        lm_loss = raws[0].new_zeros(())
+        n_pos, n_lm = 0, 0
         for lvl, (raw, t) in enumerate(zip(raws, targets)):
             stride = self.strides[lvl]
             obj_target = torch.zeros(raw.shape[:4], device=raw.device)
@@ -192,11 +205,22 @@ class YoloLoss(torch.nn.Module):
                 obj_target[t.b, t.a, t.gy, t.gx] = (1 - self.iou_ratio) + self.iou_ratio * ciou.detach().clamp(0, 1)
                 weight[t.b, t.a, t.gy, t.gx] = 1.0
                 n_pos += len(t)
+                if raw.shape[-1] > 5:
+                    known = torch.isfinite(t.landmarks).all(1)
+                    if known.any():
+                        cell = (torch.stack([t.gx, t.gy], 1).float() + 0.5) * stride
+                        target = (t.landmarks[known].view(-1, 5, 2) - cell[known, None]) / t.anchor[known, None]
+                        pred = raw[t.b[known], t.a[known], t.gy[known], t.gx[known], 5:].view(-1, 5, 2)
+                        lm_loss = lm_loss + F.smooth_l1_loss(pred, target, beta=0.1)
+                        n_lm += int(known.sum())
             bce = F.binary_cross_entropy_with_logits(raw[..., 4], obj_target, reduction="none")
             obj_loss = obj_loss + self.balance[lvl] * (weight * bce).mean()
         bs = raws[0].shape[0]
-        loss = (self.box_weight * box_loss + self.obj_weight * obj_loss) * bs
-        return loss, {"box": float(box_loss.detach()), "obj": float(obj_loss.detach()), "pos": n_pos}
+        loss = (self.box_weight * box_loss + self.obj_weight * obj_loss + self.landmark_weight * lm_loss) * bs
+        parts = {"box": float(box_loss.detach()), "obj": float(obj_loss.detach()), "pos": n_pos}
+        if n_lm:
+            parts.update(landmarks=float(lm_loss.detach()), lm_pos=n_lm)
+        return loss, parts
 
     @torch.no_grad()
     def _ignore(self, raw: torch.Tensor, lvl: int, gt_boxes: list[torch.Tensor], weight: torch.Tensor) -> torch.Tensor:
@@ -207,7 +231,7 @@ class YoloLoss(torch.nn.Module):
         for i, g in enumerate(gt_boxes):
             if len(g) == 0:
                 continue
-            best = box_iou_matrix(boxes[i].reshape(-1, 4),
-                                  torch.as_tensor(g, dtype=torch.float32, device=boxes.device)).max(1).values
+            g = torch.as_tensor(g, dtype=torch.float32, device=boxes.device)
+            best = box_iou_matrix(boxes[i].reshape(-1, 4), g.reshape(len(g), -1)[:, :4]).max(1).values
             weight[i][best.view(weight.shape[1:]) > self.ignore_iou] = 0.0
         return weight

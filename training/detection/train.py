@@ -67,6 +67,8 @@ class TrainConfig:
     sources: dict = field(default_factory=dict)
     init: str = ""  # a saved detector (.pt with its card) to continue from: its weights and anchors
     resume: bool = True  # continue from <out>.state.pt when it is there (a killed job picks up its run)
+    landmarks: int = -1  # landmark head: 5 points, or 0 for none; -1: 5 when the labels have landmarks
+    landmark_weight: float = 0.1
     device: str = "auto"  # auto | cpu | cuda
 
 
@@ -102,7 +104,7 @@ def fit_anchors(source: SampleSource, k: int, n_samples: int = 300, seed: int = 
     wh = []
     for _ in range(n_samples):
         _, b = source.sample(rng)
-        wh.append(b[:, 2:] - b[:, :2])
+        wh.append(b[:, 2:4] - b[:, :2])
     wh = np.concatenate(wh)
     anchors = kmeans_anchors(wh, k=k, seed=seed)
     return anchors, wh
@@ -136,12 +138,19 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
 
     k = 3 * cfg.num_anchors
     anchors, wh = fit_anchors(source, k, seed=cfg.seed)
-    model = build_model(cfg.size, num_anchors=cfg.num_anchors)
+    num_landmarks = cfg.landmarks if cfg.landmarks >= 0 else (5 if any(p.has_landmarks for p in photos) else 0)
+    if num_landmarks not in (0, 5):
+        raise ValueError(f"landmarks: 0 or 5, not {num_landmarks}")
+    model = build_model(cfg.size, num_anchors=cfg.num_anchors, num_landmarks=num_landmarks)
     if cfg.init:  # continue a saved run: same architecture, its weights and its anchors
         init_card = json.loads(Path(cfg.init).with_suffix(".json").read_text())
         if init_card["size"] != cfg.size or init_card["num_anchors"] != cfg.num_anchors:
             raise ValueError(f"--init {cfg.init} is a {init_card['size']} model with {init_card['num_anchors']} anchors")
-        model.load_state_dict(torch.load(Path(cfg.init).with_suffix(".pt"), map_location="cpu", weights_only=True))
+        init_state = torch.load(Path(cfg.init).with_suffix(".pt"), map_location="cpu", weights_only=True)
+        if init_card.get("num_landmarks", 0) != num_landmarks:  # a box-only model gains a landmark head:
+            heads = {k for k in init_state if k.startswith("heads.") and k.split(".")[2] == "1"}
+            init_state = {k: v for k, v in init_state.items() if k not in heads}  # the last convs start fresh
+        model.load_state_dict(init_state, strict=not init_card.get("num_landmarks", 0) != num_landmarks)
         anchors = np.asarray(init_card["anchors"], np.float32).reshape(-1, 2)
     if state is not None:  # the run's own anchors (a resumed run re-fits nothing)
         anchors = state["anchors"].numpy().reshape(-1, 2)
@@ -154,7 +163,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         p.requires_grad_(False)
     if state is not None:
         ema.load_state_dict(state["ema"])
-    criterion = YoloLoss(anchors_t.to(device))
+    criterion = YoloLoss(anchors_t.to(device), landmark_weight=cfg.landmark_weight)
     decay, no_decay = [], []
     for n_, p in model.named_parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
@@ -178,7 +187,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         "size": cfg.size,
         "architecture": model_config(cfg.size),
         "num_anchors": cfg.num_anchors,
-        "num_landmarks": 0,
+        "num_landmarks": num_landmarks,
+        "landmarks": "left eye, right eye, nose, left and right mouth corner (as MTCNN)" if num_landmarks else "",
         "strides": list(STRIDES),
         "anchors": anchors_t.tolist(),
         "anchor_fit_mean_iou": round(mean_best_iou(wh, anchors), 4),
