@@ -88,8 +88,11 @@ def label_cmd(folder: Path, out: Path, teacher: str, limit: int | None, threads:
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Continue the run saved beside --out (OUT.state.pt) when there is one.")
 @click.option("--device", default="auto", show_default=True, help="auto (a GPU when torch sees one), cpu or cuda.")
+@click.option("--labels-teacher", default="mtcnn", show_default=True,
+              help="Whose pseudo-labels to train on (LABELS_DIR/pseudo_<lfw|groups>_<teacher>.json); MTCNN's "
+                   "carry five landmarks, and with them the detector gets its landmark head.")
 def train_cmd(out, size, labels_dir, data_dir, img_size, batch, steps, minutes, lr, warmup, anchors_per_scale, gray_p, seed,
-              threads, workers, input_size, init, no_pseudo, resume, device) -> None:
+              threads, workers, input_size, init, no_pseudo, resume, device, labels_teacher) -> None:
     """Train the YOLO-style detector on pseudo-labelled photos, composites and the dlib PASCAL training boxes."""
     from iznet.config import shared_data_dir
     from training.detection.train import TrainConfig, default_sources, train
@@ -97,7 +100,7 @@ def train_cmd(out, size, labels_dir, data_dir, img_size, batch, steps, minutes, 
     shared = data_dir or shared_data_dir()
     if not shared.is_dir():
         raise NotFoundError(f"shared data folder {shared} not found (set --data or IZNET_SHARED_DATA)")
-    sources = default_sources(shared, labels_dir)
+    sources = default_sources(shared, labels_dir, labels_teacher)
     if no_pseudo:
         sources["pseudo"] = []
     else:
@@ -105,8 +108,9 @@ def train_cmd(out, size, labels_dir, data_dir, img_size, batch, steps, minutes, 
         if missing:
             raise NotFoundError(
                 "pseudo-labels missing: " + ", ".join(missing)
-                + f" (make them with `iznet detect label {shared}/lfw --out {labels_dir}/pseudo_lfw_ultralight640.json`"
-                f" and the same for {shared}/groups -> pseudo_groups_ultralight640.json)"
+                + f" (make them with `iznet detect label {shared}/lfw --teacher {labels_teacher} "
+                f"--out {labels_dir}/pseudo_lfw_{labels_teacher}.json` and the same for {shared}/groups -> "
+                f"pseudo_groups_{labels_teacher}.json)"
             )
     cfg = TrainConfig(out=out, size=size, img_size=img_size, batch=batch, steps=steps, minutes=minutes, lr=lr, warmup=warmup,
                       num_anchors=anchors_per_scale, gray_p=gray_p, seed=seed, threads=threads, workers=workers,

@@ -269,12 +269,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     return save(step, time.time() - t0, final=True)
 
 
-def default_sources(shared: Path, labels_dir: Path) -> dict:
-    """Training sources under the shared data folder and where their pseudo-labels are cached."""
+def default_sources(shared: Path, labels_dir: Path, teacher: str = "mtcnn") -> dict:
+    """Training sources under the shared data folder and where their pseudo-labels are cached
+    (``pseudo_<set>_<teacher>.json``: MTCNN's carry the five landmarks the landmark head learns)."""
     return {
         "pseudo": [
-            {"root": str(shared / "lfw"), "labels": str(labels_dir / "pseudo_lfw_ultralight640.json")},
-            {"root": str(shared / "groups"), "labels": str(labels_dir / "pseudo_groups_ultralight640.json")},
+            {"root": str(shared / "lfw"), "labels": str(labels_dir / f"pseudo_lfw_{teacher}.json")},
+            {"root": str(shared / "groups"), "labels": str(labels_dir / f"pseudo_groups_{teacher}.json")},
         ],
         "imglab": [str(shared / "detection" / "dlib_pascal_faces" / "training.xml")],
         "backgrounds": str(shared / "detection" / "nonface_scenes"),
