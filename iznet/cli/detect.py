@@ -109,8 +109,7 @@ def train_cmd(out, size, labels_dir, data_dir, img_size, batch, steps, minutes, 
             raise NotFoundError(
                 "pseudo-labels missing: " + ", ".join(missing)
                 + f" (make them with `iznet detect label {shared}/lfw --teacher {labels_teacher} "
-                f"--out {labels_dir}/pseudo_lfw_{labels_teacher}.json` and the same for {shared}/groups -> "
-                f"pseudo_groups_{labels_teacher}.json)"
+                f"--out {labels_dir}/pseudo_lfw_{labels_teacher}.json`)"
             )
     cfg = TrainConfig(out=out, size=size, img_size=img_size, batch=batch, steps=steps, minutes=minutes, lr=lr, warmup=warmup,
                       num_anchors=anchors_per_scale, gray_p=gray_p, seed=seed, threads=threads, workers=workers,
