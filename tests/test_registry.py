@@ -121,3 +121,30 @@ def test_a_gallery_made_with_no_model_options_names_real_people(shared_data, tmp
     kr = json.loads((out / "kit_with_rose.json").read_text())
     assert sorted(f["name"] for f in kr["faces"] if not f["unknown"]) == ["kit_harington", "rose_leslie"]
     assert [f["name"] for f in json.loads((out / "obama1.json").read_text())["faces"]] == ["obama"]
+
+
+def test_the_shipped_student_is_registered_and_every_engine_gives_its_vectors(shared_data, tmp_path,
+                                                                             monkeypatch):
+    """``distilled-small`` ships in the package with its card: listed with its figures, onnxruntime by
+    default (exported once into the cache), the same vectors and version as torch, and it tells two people
+    apart on dlib's chips of real photos."""
+    from iznet.embedding.backends import BACKEND_ATOL
+    from iznet.imageio import read_image
+
+    monkeypatch.setenv("IZNET_CACHE", str(tmp_path / "cache"))
+    card = {c["name"]: c for c in list_models(store="/nonexistent-store")}["distilled-small"]
+    assert card["available"] and card["source"] == "trained" and card["chip"] == "dlib:150:0.25"
+    assert card["teacher"] == "dlib-resnet" and card["figures"]["lfw_fold_5"]["accuracy"] > 0.9
+    fast, ref = create_embedder("distilled-small"), create_embedder("distilled-small", "torch")
+    assert fast.backend == "onnx" and ref.backend == "torch" and fast.version == ref.version
+    assert list((tmp_path / "cache" / "onnx").glob("distilled-small-*.onnx"))
+    assert fast.calibration["far"] == 1e-3
+    johns = shared_data / "dlib_johns"
+    if not johns.is_dir():
+        pytest.skip("needs dlib_johns in the shared data")
+    a = sorted((johns / "John_Salley").glob("*.jpg"))[:2]
+    b = sorted((johns / "John_Savage").glob("*.jpg"))[:1]
+    chips = [read_image(p) for p in a + b]  # already dlib's 150x150 chips
+    v, w = fast.embed(chips), ref.embed(chips)
+    assert np.abs(v - w).max() <= BACKEND_ATOL
+    assert v[0] @ v[1] > v[0] @ v[2]
