@@ -148,3 +148,21 @@ def test_the_shipped_student_is_registered_and_every_engine_gives_its_vectors(sh
     v, w = fast.embed(chips), ref.embed(chips)
     assert np.abs(v - w).max() <= BACKEND_ATOL
     assert v[0] @ v[1] > v[0] @ v[2]
+
+
+def test_the_shipped_detector_finds_faces_with_their_five_points(shared_data):
+    """``yolo-tiny`` (trained here) is a registered detector: on a real two-person photo it finds both
+    faces, each with five points inside its box, left eye left of the right one."""
+    from iznet.imageio import read_image
+
+    photo = shared_data / "face_recognition_knn" / "test" / "obama_and_biden.jpg"
+    if not photo.is_file():
+        pytest.skip("needs face_recognition_knn in the shared data")
+    det = create_detector("yolo-tiny")
+    assert det.version["kind"] == "detector" and det.version["digest"].startswith("sha256:")
+    faces = [f for f in det.detect(read_image(photo)) if f.score >= 0.5]
+    assert len(faces) >= 2
+    for f in faces:
+        lm = np.asarray(f.landmarks)
+        assert lm.shape == (5, 2) and lm[0, 0] < lm[1, 0]
+        assert (lm[:, 0] >= f.x1 - 2).all() and (lm[:, 0] <= f.x2 + 2).all()
