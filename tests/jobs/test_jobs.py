@@ -82,6 +82,11 @@ def test_submit_follow_and_finish_a_dataset_job(env, store, photos, start_worker
     assert manifest_lines(ds / "manifest.jsonl") == PHOTOS
     assert st["metrics"]["processed"] == PHOTOS and st["metrics"]["counts"]["kept"] > PHOTOS // 2
     assert not list((store / "datasets" / "faces").glob(".staging-*"))
+    # following a job that has already finished still shows where it ended (a fast job can end between two
+    # looks of the follower)
+    again = iznet("jobs", "follow", job_id, env=env)
+    assert again.returncode == 0 and f"{PHOTOS}/{PHOTOS}" in again.stderr, again.stderr
+    assert st["progress"]["done"] == st["progress"]["total"] == PHOTOS
 
     # The job record in the store: inputs, attempts, outputs, metrics.
     record = json.loads(Path(st["record"]).read_text())

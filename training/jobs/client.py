@@ -150,6 +150,8 @@ class Jobs:
             out["error"] = (record or {}).get("error") or (str(result) if result is not None else state.lower())
         if record:
             out["finished_at"] = record.get("finished_at")
+            if state in FINISHED and record.get("progress"):
+                out["progress"] = record["progress"]  # where it ended
         return out
 
     def list(self, limit: int = 20) -> list[dict[str, Any]]:

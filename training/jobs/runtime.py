@@ -244,6 +244,9 @@ class JobContext:
                 "attempt": len(self.record.get("attempts", [])), **extra}
         # task_id given: Celery's request is thread-local, and trainers report from a follower thread.
         self.task.update_state(task_id=self.job_id, state=PROGRESS, meta=meta)
+        # The last report stays in the record (saved when the job ends): a job that finished between two
+        # looks of a follower still shows where it ended.
+        self.record["progress"] = meta
 
 
 def _cancel_requested(ctx: JobContext) -> bool:
