@@ -52,6 +52,14 @@ class Entry:
     fast_backend: str = "torch"
 
 
+#: Models trained here and shipped in the package (small files, each with its model card beside it).
+SHIPPED = Path(__file__).resolve().parent / "weights"
+
+
+def _shipped_missing(name: str, weights: str = "model.pt") -> Callable[[], str]:
+    return lambda: "" if (SHIPPED / name / weights).is_file() else f"has no weights at {SHIPPED / name}"
+
+
 DETECTORS: dict[str, Entry] = {}
 EMBEDDERS: dict[str, Entry] = {}
 
@@ -142,7 +150,7 @@ register(Entry("yolo-tiny", "detector", "trained", lambda **kw: _trained_detecto
                "5 landmarks, 3x MTCNN's speed; not yet as accurate (its card)",
                {"licence": "MIT (this project); trained on LFW photos (research material)", "landmarks": 5,
                 "card": "iznet/weights/yolo-tiny/MODEL_CARD.md"},
-               lambda: "" if (SHIPPED / "yolo-tiny" / "detector.pt").is_file() else "has no weights"))
+               _shipped_missing("yolo-tiny", "detector.pt")))
 
 
 def _trained_detector(path: Path, **kw):
@@ -286,23 +294,13 @@ register(Entry("baseline-pixels", "embedder", "baseline", _baseline("baseline-pi
                {"licence": "MIT (this project)", "chip": "box:160:0.2", "dim": 128}))
 
 
-#: Embedders trained here and shipped in the package (small files, each with its model card beside it).
-SHIPPED = Path(__file__).resolve().parent / "weights"
-
-
 def _shipped(name: str):
     def build(backend: str = "torch", threads: int | None = None, **kw):
         from iznet.embedding.embedder import load_embedder
+        from iznet.embedding.imported import in_process
 
         emb = load_embedder(SHIPPED / name, threads=threads)
-        if backend == "torch":
-            return emb
-        if backend != "onnx":
-            raise UserInputError(f"{name} in-process backends are torch and onnx; for Triton export it with "
-                                 f"`iznet export {name}` and use --backend triton")
-        from iznet.embedding.imported import cached_onnx
-
-        return cached_onnx(emb, f"{name}-{emb.version['digest'].split(':')[-1][:16]}", threads)
+        return in_process(emb, name, backend, f"{name}-{emb.version['digest'].split(':')[-1][:16]}", threads)
 
     return build
 
@@ -318,10 +316,6 @@ def _shipped_card(name: str) -> dict[str, Any]:
     return {"licence": card.get("licence", "MIT (this project)"), "chip": card.get("chip"), "dim": 128,
             "teacher": (card.get("teacher") or {}).get("version", {}).get("name"),
             "figures": card.get("figures", {}), "card": f"iznet/weights/{name}/MODEL_CARD.md"}
-
-
-def _shipped_missing(name: str) -> Callable[[], str]:
-    return lambda: "" if (SHIPPED / name / "model.pt").is_file() else f"has no weights at {SHIPPED / name}"
 
 
 register(Entry("distilled-small", "embedder", "trained", _shipped("distilled-small"),

@@ -50,14 +50,14 @@ def main(argv=None) -> dict:
     from iznet.evaluation.photos import photo_chips
     from iznet.evaluation.verification import pair_distances, verification_report
     from iznet.gallery.calibrate import threshold_at_far
-    from iznet.registry import create_detector, create_embedder
+    from iznet.registry import create_detector, create_embedder, detector_threads
     from training.data import load_pairs
 
     torch.set_num_threads(args.threads)
     lfw = args.lfw or shared_data_dir() / "lfw"
     pairs = load_pairs(lfw / "pairs_folds1-5.txt")
     emb = create_embedder(args.model, threads=args.threads)
-    det = create_detector(args.detector, threads=args.threads)
+    det = create_detector(args.detector, **detector_threads(args.detector, args.threads))
     if args.landmarks == "shape-predictor":
         det = _WithoutLandmarks(det)
     uniq = sorted(set(pairs.left) | set(pairs.right))

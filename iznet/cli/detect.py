@@ -23,17 +23,14 @@ def _set_threads(threads: int) -> None:
 
 def _make_detector(spec: str, threads: int, conf: float | None, input_size: int | None):
     """Any detector the registry knows (``iznet models list``), with this command's knobs where they apply."""
-    from iznet.registry import DEFAULT_DETECTOR, DEFAULT_NAMES, create_detector
+    from iznet.registry import DEFAULT_DETECTOR, DEFAULT_NAMES, create_detector, detector_threads
 
     name = DEFAULT_DETECTOR if spec in DEFAULT_NAMES else spec
-    kwargs: dict = {}
+    kwargs: dict = detector_threads(name, threads)
     if name.startswith("ultralight-") or name.endswith(".onnx"):
-        kwargs["threads"] = threads
         if conf is not None:
             kwargs["score_threshold"] = conf
-    elif name == "mtcnn":
-        kwargs["threads"] = threads
-    elif name != "haar":
+    elif name not in ("mtcnn", "haar"):
         kwargs.update(conf_threshold=conf, input_size=input_size)
     return create_detector(spec, **kwargs)
 

@@ -181,7 +181,7 @@ def evaluate(model, pairs_path, data, folds, kfold, far, identification, flip, j
     from iznet.evaluation.verification import (gallery_probe_split, pair_distances, rank1_identification,
                                                verification_report)
     from iznet.imageio import read_image
-    from iznet.registry import create_detector, create_embedder
+    from iznet.registry import create_detector, create_embedder, detector_threads
     from training.data import list_people, load_pairs, resolve_faces_root
 
     import torch
@@ -194,7 +194,7 @@ def evaluate(model, pairs_path, data, folds, kfold, far, identification, flip, j
     if chip is not None and chip.kind != "box":
         from iznet.evaluation.photos import photo_chips
 
-        det = create_detector(detector, **({"threads": threads} if detector in ("default", "mtcnn") else {}))
+        det = create_detector(detector, **detector_threads(detector, threads))
 
         def load_all(paths):
             nonlocal chip_report

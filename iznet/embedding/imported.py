@@ -58,15 +58,21 @@ def dlib_embedder(backend: str = "torch", threads: int | None = None, calibratio
     emb = Embedder(_NCHWtoDlib(load_dlib_resnet(path)), card, Preprocess(150, 1.0, 0.0, 1.0),
                    "sha256:" + f.sha256[:16], flip_tta=False, batch_size=32)
     emb.version["version"] = DLIB_PACKAGE
+    return in_process(emb, "dlib-resnet", backend, f"dlib-resnet-{f.sha256[:16]}", threads)
+
+
+def in_process(emb: Embedder, name: str, backend: str, cache_key: str, threads: int | None = None):
+    """A registered torch embedder on the in-process engine asked for: ``torch`` as it is, ``onnx`` through
+    :func:`cached_onnx`; Triton serves an export, not a registered name."""
     if backend == "torch":
         emb.backend = "torch"
         return emb
     if backend != "onnx":
         from iznet.errors import UserInputError
 
-        raise UserInputError(f"dlib-resnet in-process backends are torch and onnx; for Triton export it with "
-                             f"`iznet export dlib-resnet` and use --backend triton")
-    return cached_onnx(emb, f"dlib-resnet-{f.sha256[:16]}", threads)
+        raise UserInputError(f"{name} in-process backends are torch and onnx; for Triton export it with "
+                             f"`iznet export {name}` and use --backend triton")
+    return cached_onnx(emb, cache_key, threads)
 
 
 def cached_onnx(emb: Embedder, key: str, threads: int | None = None):
