@@ -38,7 +38,7 @@ def build(photos: list[Path], root: Path, out: Path, *, teacher: str, detector: 
     emb = create_embedder(teacher, backend="onnx", threads=threads)
     det = create_detector(detector, threads=threads)
     out.mkdir(parents=True, exist_ok=True)
-    rel, lms, missed = [], [], []
+    rel, chips, lms, missed = [], [], [], []
     t0 = time.perf_counter()
     for p in tqdm(photos, desc="detect + align", unit="photo", mininterval=5):
         image = read_image(p)
@@ -56,11 +56,11 @@ def build(photos: list[Path], root: Path, out: Path, *, teacher: str, detector: 
             else:
                 r = r.with_suffix(".png")
             (out / r).parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(out / r), chip)
+            cv2.imwrite(str(out / r), chip)  # lossless: the chip on disk is the one embedded below
             rel.append(str(r))
+            chips.append(chip)
             lms.append(np.asarray(lm if lm is not None else np.full((5, 2), np.nan), np.float32))
     detect_s = time.perf_counter() - t0
-    chips = [cv2.imread(str(out / r), cv2.IMREAD_COLOR) for r in rel]
     t1 = time.perf_counter()
     vec = emb.embed(chips) if chips else np.zeros((0, 128), np.float32)
     vec_flip = emb.embed([c[:, ::-1].copy() for c in chips]) if chips else vec

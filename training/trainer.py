@@ -121,8 +121,6 @@ class TrainConfig:
             raise UserInputError(f"unknown optimizer {self.optimizer!r}: sgd, adam or adamw")
         if self.schedule not in ("cosine", "step", "constant"):
             raise UserInputError(f"unknown schedule {self.schedule!r}: cosine, step or constant")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise UserInputError(f"unknown device {self.device!r}: auto, cpu or cuda")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -22,6 +22,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -55,12 +56,10 @@ def build_targets(
 ) -> list[LevelTargets]:
     """``gt_boxes[i]``: (N_i, 4) x1, y1, x2, y2 in input pixels, or (N_i, 14) with five landmarks (NaN: none).
     ``anchors``: (L, A, 2) pixels."""
-    def rows14(g):
-        g = torch.as_tensor(g, dtype=torch.float32)
-        g = g.reshape(-1, g.shape[-1]) if g.numel() else g.reshape(0, 4)
-        return g if g.shape[1] == 14 else torch.cat([g[:, :4], torch.full((len(g), 10), float("nan"))], 1)
+    from training.detection.data import face_rows
 
-    rows = [torch.cat([torch.full((len(g), 1), float(i)), rows14(g)], 1) for i, g in enumerate(gt_boxes)]
+    rows = [torch.cat([torch.full((len(g), 1), float(i)), torch.from_numpy(face_rows(np.asarray(g)))], 1)
+            for i, g in enumerate(gt_boxes)]
     gt = torch.cat(rows, 0) if rows else torch.zeros(0, 15)
     cxcy = (gt[:, 1:3] + gt[:, 3:5]) / 2
     wh = (gt[:, 3:5] - gt[:, 1:3]).clamp(min=1e-3)

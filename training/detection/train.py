@@ -155,12 +155,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         if init_card["size"] != cfg.size or init_card["num_anchors"] != cfg.num_anchors:
             raise ValueError(f"--init {cfg.init} is a {init_card['size']} model with {init_card['num_anchors']} anchors")
         init_state = torch.load(Path(cfg.init).with_suffix(".pt"), map_location="cpu", weights_only=True)
-        if init_card.get("num_landmarks", 0) != num_landmarks:  # a box-only model gains a landmark head:
-            heads = {k for k in init_state if k.startswith("heads.") and k.split(".")[2] == "1"}
-            init_state = {k: v for k, v in init_state.items() if k not in heads}  # the last convs start fresh
-        model.load_state_dict(init_state, strict=not init_card.get("num_landmarks", 0) != num_landmarks)
+        new_head = init_card.get("num_landmarks", 0) != num_landmarks  # e.g. a box-only model gains landmarks:
+        if new_head:  # its last convs start fresh
+            init_state = {k: v for k, v in init_state.items() if not (k.startswith("heads.") and k.split(".")[2] == "1")}
+        model.load_state_dict(init_state, strict=not new_head)
         anchors = np.asarray(init_card["anchors"], np.float32).reshape(-1, 2)
-    if state is not None:  # the run's own anchors (a resumed run re-fits nothing)
+    if state is not None:  # a resumed run keeps its own anchors, not the ones fitted again above
         anchors = state["anchors"].numpy().reshape(-1, 2)
         model.load_state_dict(state["model"])
     anchors_t = torch.from_numpy(anchors).view(3, cfg.num_anchors, 2)
@@ -249,8 +249,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             model.train()
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 pred = model(x)
-            loss, parts = criterion([p.float() for p in pred] if isinstance(pred, (list, tuple)) else pred.float(),
-                                    boxes)
+            loss, parts = criterion([p.float() for p in pred], boxes)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)

@@ -196,14 +196,10 @@ def train_detector_job(ctx: JobContext, *, name: str, config: dict[str, Any]) ->
     """Train the YOLO-style detector with :func:`training.detection.train.train`, then publish
     ``models/<name>`` (detector.pt, its card and log). The trainer saves its state every
     ``checkpoint_minutes``; a redelivered job continues from the last save (``outputs.resumed_from_step``)."""
-    import torch
-
-    from training.detection.train import TrainConfig, state_path, train
+    from training.detection.train import TrainConfig, train
 
     run_dir = ctx.work_dir / "run"
     out = run_dir / "detector.pt"
-    resumed_from = (int(torch.load(state_path(out), map_location="cpu", weights_only=True)["step"])
-                    if state_path(out).is_file() else None)
     try:
         cfg = TrainConfig(**{**config, "out": out})
     except TypeError as exc:
@@ -218,8 +214,9 @@ def train_detector_job(ctx: JobContext, *, name: str, config: dict[str, Any]) ->
         stop.set()
     outputs = _publish_model(ctx, name, run_dir, ("detector.pt", "detector.json", "detector.log.jsonl"))
     outputs["model_card"] = outputs["model_card"].replace("model.json", "detector.json")
-    outputs["resumed_from_step"] = resumed_from
     card = json.loads((Path(outputs["path"]) / "detector.json").read_text())
+    # the trainer's card lists the step of every resume; this process's is the last one
+    outputs["resumed_from_step"] = (card["train"].get("resumed_at_steps") or [None])[-1]
     return {"outputs": outputs, "metrics": dict(card.get("train", {}))}
 
 
