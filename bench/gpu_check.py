@@ -24,6 +24,12 @@ NETWORKS = {"small": (64, 64, 0.5), "hog_lbp": (64, 64, 1.0), "mobilefacenet": (
             "nn1": (220, 96, 0.125), "nn2": (224, 96, 0.125), "inception_v3": (299, 96, 0.125)}
 
 
+def _trend(losses: list[float]) -> tuple[float, float]:
+    """The mean loss of the first and of the last tenth of the steps."""
+    k = max(1, len(losses) // 10)
+    return sum(losses[:k]) / k, sum(losses[-k:]) / k
+
+
 def _faces(shared: Path) -> tuple[Path, float]:
     if (shared / "lfw").is_dir():
         return shared / "lfw", 0.45  # raw LFW: the face is the centre 45%
@@ -46,10 +52,9 @@ def check_embedder(name: str, args, shared: Path, tmp: Path) -> dict:
     t0 = time.perf_counter()
     summary = trainer.fit()
     seconds = time.perf_counter() - t0
-    k = max(1, len(losses) // 10)  # the mean of the first and the last tenth of the steps
+    start, end = _trend(losses)
     return {"network": name, "device": str(trainer.device), "input": cfg.input_size, "steps": summary["step"],
-            "images_per_s": round(summary["images_seen"] / seconds, 1), "loss_start": sum(losses[:k]) / k,
-            "loss_end": sum(losses[-k:]) / k}
+            "images_per_s": round(summary["images_seen"] / seconds, 1), "loss_start": start, "loss_end": end}
 
 
 def check_detector(args, shared: Path, tmp: Path) -> dict:
@@ -65,11 +70,10 @@ def check_detector(args, shared: Path, tmp: Path) -> dict:
     path = train(cfg, progress=False)
     seconds = time.perf_counter() - t0
     card = json.loads(path.with_suffix(".json").read_text())
-    log = [json.loads(x) for x in out.with_suffix(".log.jsonl").read_text().splitlines()]
-    k = max(1, len(log) // 10)
+    start, end = _trend([json.loads(x)["loss"] for x in out.with_suffix(".log.jsonl").read_text().splitlines()])
     return {"network": f"detector-{args.detector_size}", "device": card["train"]["device"], "input": 256,
             "steps": card["train"]["steps_done"], "images_per_s": round(card["train"]["steps_done"] * cfg.batch / seconds, 1),
-            "loss_start": sum(r["loss"] for r in log[:k]) / k, "loss_end": sum(r["loss"] for r in log[-k:]) / k}
+            "loss_start": start, "loss_end": end}
 
 
 def main(argv=None) -> int:

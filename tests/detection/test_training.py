@@ -34,25 +34,30 @@ def test_samples_have_boxes_inside_the_canvas(toy_photos):
     assert n_faces > 30
 
 
-@pytest.mark.slow  # a real training run
-def test_tiny_training_loss_falls(toy_photos):
+def _fit_one_batch(src: SampleSource, num_landmarks: int = 0, steps: int = 40) -> list[tuple[float, dict]]:
+    """``steps`` AdamW steps of a nano detector on one batch of 8 samples: (loss, loss parts) per step."""
     torch.manual_seed(0)
-    src = _source(toy_photos)
     rng = np.random.default_rng(0)
     batch = [src.sample(rng) for _ in range(8)]
     x = to_tensor([b[0] for b in batch])
     gt = [torch.from_numpy(b[1]) for b in batch]
     anchors, _ = fit_anchors(src, 9, n_samples=40)
-    model = build_model("nano")
+    model = build_model("nano", num_landmarks=num_landmarks)
     crit = YoloLoss(torch.from_numpy(anchors).view(3, 3, 2))
     opt = torch.optim.AdamW(model.parameters(), 5e-3)
-    losses = []
-    for _ in range(40):
-        loss, _ = crit(model(x), gt)
+    out = []
+    for _ in range(steps):
+        loss, parts = crit(model(x), gt)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        out.append((float(loss), parts))
+    return out
+
+
+@pytest.mark.slow  # a real training run
+def test_tiny_training_loss_falls(toy_photos):
+    losses = [loss for loss, _ in _fit_one_batch(_source(toy_photos))]
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5]), losses
 
 
@@ -130,24 +135,9 @@ def test_landmarks_move_with_their_faces_through_every_sample_kind(toy_photos):
 def test_a_landmark_head_learns_the_points(toy_photos, tmp_path):
     """Trained on labels with landmarks the detector gets a 5-point head (card: num_landmarks 5); the
     landmark loss falls, and the saved detector returns five points per face."""
-    torch.manual_seed(0)
     photos = photos_from_pseudo_labels(toy_photos / "labels_landmarks.json", toy_photos / "photos")
     src = SampleSource(photos, list_backgrounds(toy_photos / "scenes"), size=96)
-    rng = np.random.default_rng(0)
-    batch = [src.sample(rng) for _ in range(8)]
-    x = to_tensor([b[0] for b in batch])
-    gt = [torch.from_numpy(b[1]) for b in batch]
-    anchors, _ = fit_anchors(src, 9, n_samples=40)
-    model = build_model("nano", num_landmarks=5)
-    crit = YoloLoss(torch.from_numpy(anchors).view(3, 3, 2))
-    opt = torch.optim.AdamW(model.parameters(), 5e-3)
-    lm = []
-    for _ in range(40):
-        loss, parts = crit(model(x), gt)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        lm.append(parts["landmarks"])
+    lm = [parts["landmarks"] for _, parts in _fit_one_batch(src, num_landmarks=5)]
     assert np.mean(lm[-5:]) < 0.75 * np.mean(lm[:5]), lm  # its weight is a tenth of the loss: it learns slower
     out = tmp_path / "lm.pt"
     path = train(TrainConfig(out=out, size="nano", img_size=96, batch=4, steps=3, warmup=1, workers=0,
