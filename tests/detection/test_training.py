@@ -148,3 +148,15 @@ def test_a_landmark_head_learns_the_points(toy_photos, tmp_path):
     assert card["num_landmarks"] == 5
     faces = load_detector(path, conf_threshold=0.0).detect(np.zeros((90, 130, 3), np.uint8))
     assert faces and all(f.landmarks is not None and np.asarray(f.landmarks).shape == (5, 2) for f in faces)
+
+
+def test_a_time_budgeted_detector_run_shows_its_time_budget(toy_photos, tmp_path, capsys):
+    """A run of "a million steps" that its minutes end shows those minutes, not a million steps."""
+    cfg = TrainConfig(out=tmp_path / "det.pt", size="nano", img_size=96, batch=2, steps=1_000_000, minutes=0.02,
+                      warmup=2, workers=0, input_size=128,
+                      sources={"pseudo": [{"root": str(toy_photos / "photos"), "labels": str(toy_photos / "labels.json")}],
+                               "backgrounds": str(toy_photos / "scenes")})
+    card = json.loads(train(cfg).with_suffix(".json").read_text())
+    shown = capsys.readouterr().err
+    assert "ends at the 0.02-min time budget" in shown and "1000000" not in shown
+    assert 0 < card["train"]["steps_done"] < 1_000_000

@@ -25,7 +25,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from iznet.detection.anchors import kmeans_anchors, mean_best_iou
 from iznet.detection.darknet import STRIDES, build_model, count_parameters, model_config
@@ -38,6 +37,7 @@ from training.detection.data import (
     photos_from_pseudo_labels,
 )
 from training.detection.targets import YoloLoss
+from training.progress import BudgetBar
 
 
 @dataclass
@@ -231,7 +231,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     t0 = time.time() - spent
     last_ckpt = time.time()
     it = iter(loader)
-    bar = tqdm(total=cfg.steps, initial=step, desc="train detector", unit="step", disable=not progress)
+    bar = BudgetBar(cfg.steps, cfg.minutes or None, step, spent, "train detector", disable=not progress)
     run_loss = None
     with log_path.open("a" if state is not None else "w") as log:
         while step < cfg.steps:
@@ -263,7 +263,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                         pe.copy_(pm)
             step += 1
             run_loss = loss.item() if run_loss is None else 0.95 * run_loss + 0.05 * loss.item()
-            bar.update(1)
+            bar.update(step, time.time() - t0)
             bar.set_postfix(loss=f"{run_loss:.3f}", lr=f"{lr:.1e}")
             if step % cfg.log_every == 0 or step == 1:
                 log.write(json.dumps({"step": step, "t": round(time.time() - t0, 1), "loss": round(float(loss), 4),
