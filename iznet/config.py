@@ -25,6 +25,11 @@ def shared_data_dir() -> Path:
     return Path(env) if env else _repo_root().parent / "shared" / "data"
 
 
+def cache_dir() -> Path:
+    """Where derived files (onnx exports of the models) are kept: ``$IZNET_CACHE`` or ``~/.cache/iznet``."""
+    return Path(os.environ.get(ENV_PREFIX + "CACHE") or Path.home() / ".cache" / "iznet")
+
+
 @dataclass(frozen=True)
 class Settings:
     #: The artifact store: datasets, models, galleries, reports (a directory locally, a volume in a cluster).

@@ -157,7 +157,7 @@ def _trained_detector(path: Path, **kw):
     from iznet.detection.yolo import load_detector
 
     det = load_detector(path, **{k: v for k, v in kw.items() if k in ("conf_threshold", "input_size",
-                                                                      "iou_threshold")})
+                                                                      "iou_threshold", "threads", "backend")})
     weights = path / "detector.pt" if path.is_dir() else path.with_suffix(".pt")
     det.version = file_version(det.name, weights, str(det.card.get("version", "trained")), "detector")
     return det
@@ -220,9 +220,12 @@ def create_detector(spec: str | None = "default", *, store: str | os.PathLike[st
 
 
 def detector_threads(spec: str | None, threads: int | None) -> dict:
-    """``{"threads": n}`` for the detectors that take the knob (MTCNN, Ultra-Light), else nothing."""
+    """``{"threads": n}`` for the detectors that take the knob (MTCNN, Ultra-Light, the trained ones on
+    onnxruntime), else nothing."""
     spec = DEFAULT_DETECTOR if spec in DEFAULT_NAMES else str(spec)
-    takes = spec == "mtcnn" or spec.startswith("ultralight") or spec.endswith(".onnx")
+    entry = DETECTORS.get(spec)
+    takes = (spec == "mtcnn" or spec.startswith("ultralight") or spec.endswith((".onnx", ".pt", ".json"))
+             or (entry is not None and entry.source == "trained") or spec.startswith("models/") or Path(spec).is_dir())
     return {"threads": threads} if threads and takes else {}
 
 

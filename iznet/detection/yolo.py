@@ -122,8 +122,103 @@ def postprocess(pred: np.ndarray, conf_threshold: float, iou_threshold: float, m
     return pred[keep]
 
 
+def decode_candidates(raws: list[np.ndarray], anchors: np.ndarray, conf_threshold: float,
+                      strides=STRIDES) -> list[np.ndarray]:
+    """:func:`decode`'s rows, per image, for the cells whose objectness reaches ``conf_threshold`` only, in
+    numpy: most of the grid is background and is never decoded (a tenth of a millisecond instead of two)."""
+    n_img, n_col = raws[0].shape[0], raws[0].shape[-1]
+    conf = min(max(conf_threshold, 1e-7), 1 - 1e-7)
+    logit = np.log(conf / (1 - conf))  # sigmoid(t) >= conf  <=>  t >= logit
+    found: list[list[np.ndarray]] = [[] for _ in range(n_img)]
+    for lvl, raw in enumerate(raws):
+        idx = np.nonzero(raw[..., 4] >= logit)  # (image, anchor, y, x) of the candidates
+        if not len(idx[0]):
+            continue
+        t = raw[idx].astype(np.float32)
+        sig = 1.0 / (1.0 + np.exp(-t[:, :5]))
+        anc = np.asarray(anchors[lvl], np.float32)[idx[1]]
+        cell = np.stack([idx[3], idx[2]], 1).astype(np.float32)  # (cx, cy)
+        xy = (sig[:, 0:2] * 2 - 0.5 + cell) * strides[lvl]
+        wh = (sig[:, 2:4] * 2) ** 2 * anc
+        cols = [xy - wh / 2, xy + wh / 2, sig[:, 4:5]]
+        if n_col > 5:  # landmarks: offsets from the cell centre in anchor units
+            lm = t[:, 5:].reshape(len(t), -1, 2) * anc[:, None] + ((cell + 0.5) * strides[lvl])[:, None]
+            cols.append(lm.reshape(len(t), -1))
+        rows = np.concatenate(cols, 1)
+        for b in np.unique(idx[0]):
+            found[b].append(rows[idx[0] == b])
+    return [np.concatenate(f) if f else np.zeros((0, n_col), np.float32) for f in found]
+
+
+def to_blob(images_bgr: list[np.ndarray]) -> np.ndarray:
+    """:func:`to_tensor` as a float32 numpy array, in one OpenCV call."""
+    return cv2.dnn.blobFromImages(list(images_bgr), 1.0 / 255.0, swapRB=True)
+
+
+class TorchEngine:
+    """The network in torch: NCHW float32 in, the raw levels out."""
+
+    name = "torch"
+
+    def __init__(self, model: YoloFaceNet):
+        self.model = model.eval()
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        with torch.inference_mode():
+            return [r.numpy() for r in self.model(torch.from_numpy(x))]
+
+
+class OnnxEngine:
+    """The same network through onnxruntime (exported once per weights file; about 1.5x torch on one thread)."""
+
+    name = "onnx"
+
+    def __init__(self, path: Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = max(1, threads or 1)
+        so.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {self.input: x})
+
+
+def export_detector_onnx(model: YoloFaceNet, path: Path, atol: float = 1e-3) -> Path:
+    """``model`` as ONNX at ``path`` (any batch and canvas size), checked against torch on a random canvas."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")  # processes exporting at once do not collide
+    x = torch.rand(1, 3, 160, 224)
+    try:
+        with torch.inference_mode():
+            torch.onnx.export(model.eval(), x, str(tmp), input_names=["images"],
+                              output_names=[f"stride{s}" for s in STRIDES], opset_version=17, dynamo=False,
+                              dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}})
+            ref = [r.numpy() for r in model(x)]
+        got = OnnxEngine(tmp)(x.numpy())
+        err = max(float(np.abs(a - b).max()) for a, b in zip(ref, got))
+        if err > atol:
+            raise RuntimeError(f"the ONNX export of the detector differs from torch by {err:.2g}")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 class YoloDetector:
-    """The trained face detector behind the :class:`~iznet.detection.types.Detector` protocol."""
+    """The trained face detector behind the :class:`~iznet.detection.types.Detector` protocol.
+
+    Two looks at each photo: the main pass at ``input_size``, and a coarse pass at ``coarse_size`` (the
+    side of the training samples, from the card). The network only ever saw faces smaller than its training
+    samples, so a face that fills a portrait, upscaled to the main size, is bigger than anything it learnt;
+    in the coarse pass that face is training-sized. Only the coarse pass's big faces (at least half a
+    training sample, in main-pass pixels) join the main pass's, so its small false alarms stay out; NMS merges
+    the two. It costs (coarse / main)^2 of the main pass, about a tenth.
+    """
 
     def __init__(
         self,
@@ -132,16 +227,21 @@ class YoloDetector:
         *,
         name: str = "iznet-yolo",
         input_size: int = 416,
+        coarse_size: int = 0,
         conf_threshold: float = 0.3,
         iou_threshold: float = 0.4,
         max_detections: int = 300,
         upscale: bool = True,
         card: dict | None = None,
+        engine: TorchEngine | OnnxEngine | None = None,
     ):
         self.model = model.eval()
+        self.engine = engine or TorchEngine(self.model)
+        self.backend = self.engine.name
         self.anchors = torch.as_tensor(np.asarray(anchors, np.float32)).view(len(STRIDES), -1, 2)
         self.name = name
         self.input_size = int(input_size)
+        self.coarse_size = int(coarse_size or 0)  # 0: the main pass only
         self.conf_threshold = float(conf_threshold)
         self.iou_threshold = float(iou_threshold)
         self.max_detections = int(max_detections)
@@ -151,49 +251,75 @@ class YoloDetector:
     def detect(self, image: np.ndarray) -> list[FaceBox]:
         return self.detect_batch([image])[0]
 
-    @torch.inference_mode()
+    def _pass(self, images: list[np.ndarray], size: int) -> list[tuple[np.ndarray, float]]:
+        """One forward pass at ``size``: per image, its rows above the threshold in image coordinates, and the
+        scale the image had in that pass."""
+        if len(images) == 1:
+            canvases, boxes = zip(letterbox(images[0], size, upscale=self.upscale))
+        else:
+            side = max(-(-round(max(im.shape[:2]) * (size / max(im.shape[:2]))) // 32) * 32 for im in images)
+            canvases, boxes = zip(*(letterbox(im, (side, side), upscale=self.upscale) for im in images))
+        found = decode_candidates(self.engine(to_blob(canvases)), self.anchors.numpy(), self.conf_threshold)
+        out = []
+        for p, lb in zip(found, boxes):
+            if len(p) > 4 * self.max_detections:  # NMS is quadratic: keep the best candidates only
+                p = p[np.argsort(-p[:, 4])[: 4 * self.max_detections]]
+            rows = p.copy()
+            rows[:, :4] = lb.to_image(p[:, :4])
+            if p.shape[1] > 5:
+                rows[:, 5:] = lb.to_image(p[:, 5:])
+            out.append((rows, lb.scale))
+        return out
+
     def detect_batch(self, images: list[np.ndarray]) -> list[list[FaceBox]]:
-        """Several images in one forward pass (each letterboxed onto a common square canvas)."""
+        """Several images in one forward pass per scale (each letterboxed onto a common square canvas)."""
         if not images:
             return []
         for im in images:
             if im is None or im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8 or min(im.shape[:2]) < 1:
                 raise UserInputError("detect expects BGR uint8 images shaped (H, W, 3)")
-        if len(images) == 1:
-            canvases, boxes = zip(letterbox(images[0], self.input_size, upscale=self.upscale))
-        else:
-            side = max(
-                -(-round(max(im.shape[:2]) * (self.input_size / max(im.shape[:2]))) // 32) * 32 for im in images
-            )
-            canvases, boxes = zip(*(letterbox(im, (side, side), upscale=self.upscale) for im in images))
-        x = to_tensor(list(canvases))
-        pred = decode(self.model(x), self.anchors).numpy()
+        passes = self._pass(images, self.input_size)
+        if 0 < self.coarse_size < self.input_size:
+            for k, (rows, scale) in enumerate(self._pass(images, self.coarse_size)):
+                main_rows, main_scale = passes[k]
+                side = np.minimum(rows[:, 2] - rows[:, 0], rows[:, 3] - rows[:, 1]) * main_scale
+                big = rows[side >= 0.5 * self.coarse_size]
+                passes[k] = (np.concatenate([main_rows, big]), main_scale)
         results = []
-        for p, lb, im in zip(pred, boxes, images):
-            kept = postprocess(p, self.conf_threshold, self.iou_threshold, self.max_detections)
+        for (rows, _), im in zip(passes, images):
+            kept = rows[nms(rows[:, :4], rows[:, 4], self.iou_threshold)[: self.max_detections]] if len(rows) else rows
+            kept = _drop_nested(kept)
             h, w = im.shape[:2]
             faces = []
             for row in kept:
-                x1, y1, x2, y2 = lb.to_image(row[:4])
-                x1, x2 = np.clip([x1, x2], 0, w)
-                y1, y2 = np.clip([y1, y2], 0, h)
+                x1, x2 = np.clip([row[0], row[2]], 0, w)
+                y1, y2 = np.clip([row[1], row[3]], 0, h)
                 if x2 - x1 < 1 or y2 - y1 < 1:  # a box in the letterbox padding
                     continue
-                lm = None
-                if len(row) > 5:
-                    lm = lb.to_image(row[5:].reshape(-1, 2).reshape(1, -1)).reshape(-1, 2)
-                faces.append(
-                    FaceBox(
-                        float(x1),
-                        float(y1),
-                        float(x2),
-                        float(y2),
-                        float(row[4]),
-                        lm,
-                    )
-                )
+                lm = row[5:].reshape(-1, 2).copy() if len(row) > 5 else None
+                faces.append(FaceBox(float(x1), float(y1), float(x2), float(y2), float(row[4]), lm))
             results.append(faces)
         return results
+
+
+def _drop_nested(rows: np.ndarray, inside: float = 0.7) -> np.ndarray:
+    """Drop a box that lies mostly (``inside`` of its area) within a better-scored one: faces do not nest, so
+    it is a part of that face (an eye and nose region, a chin) seen as a face of its own. ``rows`` are sorted
+    best first, as NMS returns them."""
+    keep: list[int] = []
+    for i, r in enumerate(rows):
+        area = max(1e-6, (r[2] - r[0]) * (r[3] - r[1]))
+        nested = False
+        for j in keep:
+            q = rows[j]
+            iw = min(r[2], q[2]) - max(r[0], q[0])
+            ih = min(r[3], q[3]) - max(r[1], q[1])
+            if iw > 0 and ih > 0 and iw * ih / area >= inside:
+                nested = True
+                break
+        if not nested:
+            keep.append(i)
+    return rows[keep]
 
 
 def save_detector(model: YoloFaceNet, card: dict, path: str | Path) -> Path:
@@ -223,8 +349,15 @@ def _resolve(path: Path) -> tuple[Path, Path]:
     return weights, card_path
 
 
-def load_detector(path: str | Path, **overrides) -> YoloDetector:
-    """A trained detector from its weights + card; ``overrides`` replace card values (e.g. ``conf_threshold``)."""
+def load_detector(path: str | Path, *, backend: str = "auto", threads: int | None = None,
+                  **overrides) -> YoloDetector:
+    """A trained detector from its weights + card; ``overrides`` replace card values (e.g. ``conf_threshold``).
+
+    ``backend``: ``torch``, ``onnx`` (exported once into ``$IZNET_CACHE/onnx``, keyed by the weights' hash),
+    or ``auto`` (onnx when onnxruntime is installed). ``threads``: onnxruntime's threads (torch keeps the
+    process's setting)."""
+    if backend not in ("auto", "torch", "onnx"):
+        raise UserInputError(f"detector backend {backend!r}: auto, torch or onnx")
     weights, card_path = _resolve(Path(path))
     try:
         card = json.loads(card_path.read_text())
@@ -241,8 +374,25 @@ def load_detector(path: str | Path, **overrides) -> YoloDetector:
     opts = {
         "name": card.get("name", weights.stem),
         "input_size": card.get("input_size", 416),
+        # the coarse pass for big faces: at the training samples' side, unless the card says otherwise
+        "coarse_size": card.get("coarse_size", card.get("train", {}).get("img_size", 0)),
         "conf_threshold": card.get("conf_threshold", 0.3),
         "iou_threshold": card.get("iou_threshold", 0.4),
     }
     opts.update({k: v for k, v in overrides.items() if v is not None})
-    return YoloDetector(model, np.asarray(card["anchors"], np.float32), card=card, **opts)
+    if backend == "auto":
+        import importlib.util
+
+        backend = "onnx" if importlib.util.find_spec("onnxruntime") else "torch"
+    engine = None
+    if backend == "onnx":
+        import hashlib
+
+        from iznet.config import cache_dir
+
+        key = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+        onnx_path = cache_dir() / "onnx" / f"detector-{key}.onnx"
+        if not onnx_path.is_file():
+            export_detector_onnx(model, onnx_path)
+        engine = OnnxEngine(onnx_path, threads)
+    return YoloDetector(model, np.asarray(card["anchors"], np.float32), card=card, engine=engine, **opts)

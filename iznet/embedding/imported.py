@@ -9,7 +9,6 @@ distance (0.6 for the same person); galleries compare unit vectors by cosine, ca
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +32,6 @@ class _NCHWtoDlib(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.permute(0, 2, 3, 1))
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("IZNET_CACHE") or Path.home() / ".cache" / "iznet")
 
 
 def dlib_embedder(backend: str = "torch", threads: int | None = None, calibration: dict | None = None,
@@ -81,7 +76,9 @@ def cached_onnx(emb: Embedder, key: str, threads: int | None = None):
     from iznet.embedding.backends import OnnxEmbedder
     from iznet.embedding.onnx_export import export_onnx
 
-    onnx_path = _cache_dir() / "onnx" / f"{key}.onnx"
+    from iznet.config import cache_dir
+
+    onnx_path = cache_dir() / "onnx" / f"{key}.onnx"
     if not onnx_path.is_file():
         export_onnx(emb, onnx_path)
     return OnnxEmbedder(onnx_path, threads=threads)
