@@ -181,21 +181,45 @@ def pyramid_down(img: np.ndarray) -> np.ndarray:
 
 def _bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """dlib's ``interpolate_bilinear`` at float64 points: black unless all four neighbours are inside,
-    the weighted sum truncated to an integer."""
+    the weighted sum truncated to an integer. The float64 operations are dlib's, in dlib's order (so the
+    pixels are dlib's); they run in place on gathered neighbours, which is what makes it fast."""
     h, w = img.shape[:2]
     left, top = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
     ok = (left >= 0) & (top >= 0) & (left + 1 < w) & (top + 1 < h)
     out = np.zeros(x.shape + img.shape[2:], np.uint8)
     if not ok.any():
         return out
-    li, ti = left[ok], top[ok]
-    lr, tb = x[ok] - li, y[ok] - ti
-    if img.ndim == 3:
-        lr, tb = lr[:, None], tb[:, None]
-    f = img.astype(np.float64)
-    tl, tr, bl, br = f[ti, li], f[ti, li + 1], f[ti + 1, li], f[ti + 1, li + 1]
-    v = (1 - tb) * ((1 - lr) * tl + lr * tr) + tb * ((1 - lr) * bl + lr * br)
-    out[ok] = np.clip(np.trunc(v), 0, 255).astype(np.uint8)
+    every = bool(ok.all())  # the usual case: the whole chip lies inside the photo
+    li, ti = (left.ravel(), top.ravel()) if every else (left[ok], top[ok])
+    lr, tb = ((x.ravel() - li)[:, None], (y.ravel() - ti)[:, None]) if every else \
+        ((x[ok] - li)[:, None], (y[ok] - ti)[:, None])
+    flat, i = img.reshape(h * w, -1), ti * w + li
+
+    def pixel(k: np.ndarray) -> np.ndarray:
+        return np.take(flat, k, axis=0).astype(np.float64)
+
+    # v = (1 - tb) * ((1 - lr) * tl + lr * tr) + tb * ((1 - lr) * bl + lr * br)
+    upper = pixel(i)
+    upper *= 1 - lr
+    right = pixel(i + 1)
+    right *= lr
+    upper += right
+    lower = pixel(i + w)
+    lower *= 1 - lr
+    right = pixel(i + w + 1)
+    right *= lr
+    lower += right
+    upper *= 1 - tb
+    lower *= tb
+    upper += lower
+    np.trunc(upper, out=upper)
+    np.clip(upper, 0, 255, out=upper)
+    vals = upper.astype(np.uint8)
+    if img.ndim == 2:
+        vals = vals[:, 0]
+    if every:
+        return vals.reshape(out.shape)
+    out[ok] = vals
     return out
 
 
