@@ -160,3 +160,24 @@ def test_a_time_budgeted_detector_run_shows_its_time_budget(toy_photos, tmp_path
     shown = capsys.readouterr().err
     assert "ends at the 0.02-min time budget" in shown and "1000000" not in shown
     assert 0 < card["train"]["steps_done"] < 1_000_000
+
+
+def test_the_size_and_score_threshold_are_chosen_on_held_out_photos_and_written_to_the_card(toy_photos, tmp_path):
+    """choose_size scores each size and each threshold on labelled photos and writes the best into the card, which
+    the loaded detector then uses."""
+    from training.detection.choose_size import main as choose
+
+    path = train(TrainConfig(out=tmp_path / "det.pt", size="nano", img_size=96, batch=4, steps=3, warmup=2,
+                             workers=0, input_size=128,
+                             sources={"pseudo": [{"root": str(toy_photos / "photos"),
+                                                  "labels": str(toy_photos / "labels.json")}]}), progress=False)
+    out = choose([str(path), "--labels", str(toy_photos / "labels.json"), "--root", str(toy_photos / "photos"),
+                  "--sizes", "96,128", "--write"])
+    sizes = [r["input_size"] for r in out["input_size"]["table"]]
+    assert sizes == [96, 128] and out["input_size"]["chosen"] in sizes
+    table = out["conf_threshold"]["table"]
+    assert len(table) > 10 and all(0 <= r["f1"] <= 1 for r in table)
+    best = max(r["f1"] for r in table)
+    assert [r["f1"] for r in table if r["conf_threshold"] == out["conf_threshold"]["chosen"]] == [best]
+    det = load_detector(path)
+    assert det.input_size == out["input_size"]["chosen"] and det.conf_threshold == out["conf_threshold"]["chosen"]

@@ -1,4 +1,4 @@
-"""Choose a trained detector's inference size on a held-out set, never on the test set.
+"""Choose a trained detector's inference size and score threshold on a held-out set, never on the test set.
 
     python -m training.detection.choose_size runs/detection/yolo.pt \\
         --labels runs/detection/pseudo_groups_mtcnn.json --root $IZNET_SHARED_DATA/groups --write
@@ -6,8 +6,10 @@
 The held-out set is photos the detector was not trained on with a teacher's boxes (by default the group
 photos with MTCNN's, score >= 0.9: the framing the detector learnt). At each candidate size: AP@0.5 and
 AP@0.3 there, and ms per 640x480 on one thread. The chosen size has the best AP@0.5 (ties: the faster);
-``--max-ms`` leaves out sizes slower than that. ``--write`` puts it into the card (``input_size``), with the
-table as ``input_size_choice``.
+``--max-ms`` leaves out sizes slower than that. At the chosen size, the score threshold of the answers is the
+one with the best F1 (IoU 0.5) on the same photos: below it, what the detector adds is mostly not faces.
+``--write`` puts both into the card (``input_size``, ``conf_threshold``), with the tables as
+``input_size_choice`` and ``conf_threshold_choice``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def main(argv=None) -> dict:
     import numpy as np
     import torch
 
-    from iznet.detection.evaluate import BoxDataset, run_detector, score_dataset, time_on_size
+    from iznet.detection.evaluate import BoxDataset, match_detections, run_detector, score_dataset, time_on_size
     from iznet.detection.yolo import load_detector
     from iznet.imageio import read_image
     from training.detection.pseudo_labels import load_labels
@@ -52,16 +54,34 @@ def main(argv=None) -> dict:
         print(rows[-1], flush=True)
     ok = [r for r in rows if args.max_ms is None or r["ms_640x480"] <= args.max_ms] or rows
     best = max(ok, key=lambda r: (r["ap50"], -r["ms_640x480"]))
-    print(f"chosen input size {best['input_size']} on {data.name} ({len(images)} photos, {data.num_faces} faces)")
-    out = {"chosen": best["input_size"], "on": f"{data.name}: {len(images)} photos, {data.num_faces} faces "
-           f"({args.labels.name}, score >= {args.min_score})", "table": rows}
+    on = f"{data.name}: {len(images)} photos, {data.num_faces} faces ({args.labels.name}, score >= {args.min_score})"
+    print(f"chosen input size {best['input_size']} on {on}")
+    out = {"chosen": best["input_size"], "on": on, "table": rows}
+
+    det = load_detector(args.detector, input_size=best["input_size"], conf_threshold=0.05)
+    dets, _ = run_detector(det, images)
+    scores = np.concatenate([np.asarray(s, np.float32).reshape(-1) for _, s in dets])
+    hits = np.concatenate([match_detections(b, s, g, 0.5) for (b, s), g in zip(dets, data.boxes)])
+    f1_rows = []
+    for t in np.round(np.arange(0.1, 0.951, 0.05), 2):
+        kept = scores >= t
+        tp = int(hits[kept].sum())
+        prec, rec = tp / max(1, int(kept.sum())), tp / max(1, data.num_faces)
+        f1_rows.append({"conf_threshold": float(t), "precision": round(prec, 4), "recall": round(rec, 4),
+                        "f1": round(2 * prec * rec / max(1e-9, prec + rec), 4)})
+    best_t = max(f1_rows, key=lambda r: (r["f1"], -r["conf_threshold"]))
+    print(f"chosen score threshold {best_t['conf_threshold']} (F1 {best_t['f1']}, precision {best_t['precision']}, "
+          f"recall {best_t['recall']})")
+    out_t = {"chosen": best_t["conf_threshold"], "on": on, "iou": 0.5, "table": f1_rows}
     if args.write:
         card_path = args.detector.with_suffix(".json")
         card = json.loads(card_path.read_text())
         card["input_size"] = best["input_size"]
         card["input_size_choice"] = out
+        card["conf_threshold"] = best_t["conf_threshold"]
+        card["conf_threshold_choice"] = out_t
         card_path.write_text(json.dumps(card, indent=2) + "\n")
-    return out
+    return {"input_size": out, "conf_threshold": out_t}
 
 
 if __name__ == "__main__":
