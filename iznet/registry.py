@@ -188,6 +188,12 @@ def detector_names() -> list[str]:
     return ["default", *DETECTORS]
 
 
+def detector_help() -> str:
+    """What ``--detector`` takes, for the command-line help: the registered names and the default."""
+    return (f"default ({DEFAULT_DETECTOR}), {', '.join(DETECTORS)}, an Ultra-Light .onnx path, a trained detector "
+            f"(.pt) or models/NAME")
+
+
 def create_detector(spec: str | None = "default", *, store: str | os.PathLike[str] | None = None, **kwargs):
     """A detector by name (``default``, ``mtcnn``, ``haar``, ``ultralight-320``, ``ultralight-640``), an
     Ultra-Light ``.onnx`` path, a trained YOLO detector (its ``.pt``, ``.json`` or folder), or ``models/NAME``

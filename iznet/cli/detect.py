@@ -8,9 +8,10 @@ from pathlib import Path
 import click
 
 from iznet.errors import NotFoundError, UserInputError
+from iznet.registry import detector_help
 
 TEACHER_HELP = "haar, ultralight-320, ultralight-640, or a path to an Ultra-Light .onnx model"
-DETECTOR_HELP = "default (mtcnn), mtcnn, haar, ultralight-320, ultralight-640, an Ultra-Light .onnx, a trained .pt"
+DETECTOR_HELP = detector_help()
 
 
 def _set_threads(threads: int) -> None:
@@ -118,7 +119,7 @@ def train_cmd(out, size, labels_dir, data_dir, img_size, batch, steps, minutes, 
 
 @detect.command("eval")
 @click.option("--detector", "detectors", multiple=True, required=True,
-              help=f"Any detector ({DETECTOR_HELP}, models/NAME); repeat to compare.")
+              help=f"Any detector ({DETECTOR_HELP}); repeat to compare.")
 @click.option("--teachers/--no-teachers", default=True, show_default=True,
               help="Also run mtcnn, haar, ultralight-320 and ultralight-640 in the same run.")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -163,7 +164,7 @@ def eval_cmd(detectors, teachers, data_dir, conf, input_size, threads, json_out)
 
 @detect.command("run")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--detector", "spec", required=True, help=f"Any detector ({DETECTOR_HELP}, models/NAME).")
+@click.option("--detector", "spec", required=True, help=f"Any detector ({DETECTOR_HELP}).")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("detect-out"), show_default=True,
               help="Where the annotated copies go (same file names).")
 @click.option("--conf", type=float, default=None, help="Score threshold (default: the card's / the teacher's).")

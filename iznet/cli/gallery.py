@@ -9,6 +9,7 @@ import click
 
 from iznet.cli.checks import RATE, SCORE, THRESHOLD, readable_store, writable_dir, writable_store
 from iznet.errors import IZNetError, UserInputError
+from iznet.registry import detector_help
 
 STORE_HELP = "Artifact store holding the galleries (default ~/.iznet; env IZNET_STORE)."
 
@@ -64,8 +65,7 @@ def gallery() -> None:
                    "baseline-lbp, baseline-pixels, a trained model's path or models/NAME. An existing gallery "
                    "keeps its own model.")
 @click.option("--detector", default=None,
-              help="Face detector for a new gallery: default (mtcnn), haar, ultralight-320, ultralight-640, an "
-                   ".onnx path, a trained detector (.pt) or models/NAME. Recorded in the gallery; labelling uses "
+              help=f"Face detector for a new gallery: {detector_help()}. Recorded in the gallery; labelling uses "
                    "it unless told otherwise.")
 @click.option("--min-face", type=click.IntRange(1), default=20, show_default=True,
               help="Ignore faces smaller than this many pixels across.")
@@ -343,8 +343,7 @@ def calibrate(name: str, store: Path | None, dataset: Path | None, split: str, p
 @click.option("--model", default=None, help="Embedding model (must be the one the gallery was built with; "
                                             "default: the gallery's).")
 @click.option("--detector", default=None,
-              help="Face detector: default (mtcnn), haar, ultralight-320, ultralight-640, an .onnx path, a "
-                   "trained detector (.pt) or models/NAME (default: the one the gallery was enrolled with, so "
+              help=f"Face detector: {detector_help()} (default: the one the gallery was enrolled with, so "
                    "crops are framed alike).")
 @click.option("--threshold", type=THRESHOLD, default=None,
               help="Override the gallery's calibrated unknown threshold (a similarity in (0, 1], higher is "

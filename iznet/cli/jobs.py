@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from iznet.errors import NotFoundError, UserInputError
+from iznet.registry import detector_help
 from iznet.sizes import CROP_SIZE
 
 
@@ -86,7 +87,7 @@ def submit() -> None:
 @click.argument("src", type=click.Path(path_type=Path, file_okay=False))
 @click.argument("name")
 @click.option("--teacher", default="default", show_default=True,
-              help="Face detector: default (mtcnn), haar, ultralight-320/640, .onnx, a trained .pt.")
+              help=f"Face detector: {detector_help()}.")
 @click.option("--size", type=click.IntRange(16, 1024), default=CROP_SIZE, show_default=True, help="Crop side, pixels.")
 @click.option("--split-by", type=click.Choice(["image", "identity"]), default="image", show_default=True,
               help="Split each person's photos, or the people.")

@@ -18,7 +18,7 @@ from iznet.data.align import DEFAULT_MARGIN, DEFAULT_SIZE, ChipSpec
 from iznet.errors import ImageError, UserInputError
 from iznet.imageio import PixelBudget, decode_image, encode_image, image_size
 from iznet.pipeline import detector_version, locate
-from iznet.registry import create_detector, detector_threads
+from iznet.registry import create_detector, detector_help, detector_threads
 from iznet.v1 import common_pb2, detection_pb2, detection_pb2_grpc
 from services import common
 
@@ -109,8 +109,7 @@ def _seconds_left(context, cap: float) -> float:
 
 @click.command()
 @click.option("--detector", default="default", show_default=True,
-              help="Any detector `iznet models list` shows: default (mtcnn), haar, ultralight-320, "
-                   "ultralight-640, an Ultra-Light .onnx path, a trained detector (.pt) or models/NAME.")
+              help=f"Any detector `iznet models list` shows: {detector_help()}.")
 @click.option("--pixel-budget", type=click.IntRange(0), default=0,
               help="Decoded pixels this service holds at once across its workers; a photo waits for room or is "
                    "refused with RESOURCE_EXHAUSTED. [0: twice the largest photo accepted]")
