@@ -280,7 +280,7 @@ class YoloDetector:
                 raise UserInputError("detect expects BGR uint8 images shaped (H, W, 3)")
         passes = self._pass(images, self.input_size)
         if 0 < self.coarse_size < self.input_size:
-            for k, (rows, scale) in enumerate(self._pass(images, self.coarse_size)):
+            for k, (rows, _) in enumerate(self._pass(images, self.coarse_size)):
                 main_rows, main_scale = passes[k]
                 side = np.minimum(rows[:, 2] - rows[:, 0], rows[:, 3] - rows[:, 1]) * main_scale
                 big = rows[side >= 0.5 * self.coarse_size]
