@@ -436,3 +436,16 @@ def test_cli_enroll_list_rename_remove_info_reindex_label(tmp_path, people, caps
     assert "was built with baseline-pixels" in capsys.readouterr().err
     assert main(["label", str(photo), "-g", "nope", "--store", store]) == 2
     assert "no gallery 'nope'" in capsys.readouterr().err
+
+
+def test_a_gallery_made_without_a_detector_records_the_default_one(tmp_path):
+    """Labelling uses the gallery's recorded detector: one made in code without naming a detector must not
+    fall back to another (it once recorded Haar, so Pipeline.from_store labelled with Haar)."""
+    from iznet.gallery import GalleryStore
+    from iznet.registry import DEFAULT_DETECTOR
+
+    gs = GalleryStore(tmp_path / "store")
+    g = gs.create("people", {"name": "baseline-pixels", "version": "1"})
+    assert g.detector == DEFAULT_DETECTOR
+    gs.save(g)
+    assert gs.load("people").detector == DEFAULT_DETECTOR

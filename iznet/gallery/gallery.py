@@ -141,7 +141,7 @@ def model_label(model: dict[str, Any]) -> str:
 class Gallery:
     def __init__(self, name: str, model: dict[str, Any], *, keep_crops: bool = True, rule: str = DEFAULT_RULE,
                  k: int = DEFAULT_K, index_kind: str = "auto", far: float = cal.DEFAULT_FAR,
-                 detector: str = "haar"):
+                 detector: str | None = None):
         if rule not in RULES:
             raise UserInputError(f"unknown decision rule {rule!r}: choose one of {', '.join(RULES)}")
         idx.choose_kind(index_kind, 0)
@@ -153,6 +153,11 @@ class Gallery:
         self.index_kind = index_kind
         self.far = far
         #: The detector enrollment used; labelling defaults to it so probe crops are framed like exemplars.
+        #: Not given: today's default detector (what a Pipeline made without one enrolls with).
+        if detector is None:
+            from iznet.registry import DEFAULT_DETECTOR
+
+            detector = DEFAULT_DETECTOR
         self.detector = detector
         self.threshold: dict[str, Any] = {}
         self.people: dict[str, Person] = {}
