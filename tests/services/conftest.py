@@ -75,12 +75,12 @@ def build_world(root: Path, people: int = 5, photos: int = 12, seed: int = 0) ->
         others[person_dir.name] = [f for f in files[ENROLLED:] if len(detector.detect(read_image(f))) == 1]
     gs = GalleryStore(store)
     embedder = create_embedder("baseline-lbp")
-    g = gs.create("default", embedder.version)
+    g = gs.create("default", embedder.version, detector="haar")  # the detector that enrolls them
     Pipeline(detector, embedder, g).enroll_folder(enroll)
     gs.save(g, action="enroll")
     frk = shared_data_dir() / "face_recognition_knn" / "train"
     if frk.is_dir():  # real people: everyone but Obama (he must come out unknown)
-        g = gs.create("frk", embedder.version)
+        g = gs.create("frk", embedder.version, detector="haar")
         src = root / "frk"
         for p in frk.iterdir():
             if p.name != "obama":
