@@ -226,13 +226,10 @@ def create_detector(spec: str | None = "default", *, store: str | os.PathLike[st
 
 
 def detector_threads(spec: str | None, threads: int | None) -> dict:
-    """``{"threads": n}`` for the detectors that take the knob (MTCNN, Ultra-Light, the trained ones on
-    onnxruntime), else nothing."""
+    """``{"threads": n}`` for the detectors that take the knob (all but Haar: MTCNN, Ultra-Light and the
+    trained ones run on onnxruntime; OpenCV's cascade has only the process-wide setting), else nothing."""
     spec = DEFAULT_DETECTOR if spec in DEFAULT_NAMES else str(spec)
-    entry = DETECTORS.get(spec)
-    takes = (spec == "mtcnn" or spec.startswith("ultralight") or spec.endswith((".onnx", ".pt", ".json"))
-             or (entry is not None and entry.source == "trained") or spec.startswith("models/") or Path(spec).is_dir())
-    return {"threads": threads} if threads and takes else {}
+    return {"threads": threads} if threads and spec != "haar" else {}
 
 
 def _recorded(spec: str | None, default: str, registered: dict) -> str:

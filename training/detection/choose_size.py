@@ -44,10 +44,11 @@ def main(argv=None) -> dict:
     data = BoxDataset("held-out " + args.root.name, [args.root / r for r in rels],
                       [labels[r][labels[r][:, 4] >= args.min_score, :4] for r in rels])
     images = [read_image(p) for p in data.images]
-    rows = []
+    rows, dets_at = [], {}  # each size's detections: the threshold is then chosen on the chosen size's
     for size in [int(s) for s in args.sizes.split(",")]:
         det = load_detector(args.detector, input_size=size, conf_threshold=0.05)
         dets, _ = run_detector(det, images)
+        dets_at[size] = dets
         r = score_dataset(dets, data, det.name, 0.0)
         ms = float(np.median([time_on_size(det, im) for im in images[:5]]))
         rows.append({"input_size": size, "ap50": round(r.ap50, 4), "ap30": round(r.ap30, 4), "ms_640x480": round(ms, 1)})
@@ -58,8 +59,7 @@ def main(argv=None) -> dict:
     print(f"chosen input size {best['input_size']} on {on}")
     out = {"chosen": best["input_size"], "on": on, "table": rows}
 
-    det = load_detector(args.detector, input_size=best["input_size"], conf_threshold=0.05)
-    dets, _ = run_detector(det, images)
+    dets = dets_at[best["input_size"]]
     scores = np.concatenate([np.asarray(s, np.float32).reshape(-1) for _, s in dets])
     hits = np.concatenate([match_detections(b, s, g, 0.5) for (b, s), g in zip(dets, data.boxes)])
     f1_rows = []
